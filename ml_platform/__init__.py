@@ -1,0 +1,1 @@
+"""ml_platform: an ML training platform built on Dagster and MLflow."""

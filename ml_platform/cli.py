@@ -1,0 +1,200 @@
+"""`ml-platform`: land data, run the pipeline, start the UIs, follow lineage."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+from ml_platform import settings
+from ml_platform.specs import ModelSpec, load_specs
+
+
+def _spec(model: str) -> ModelSpec:
+    specs = {s.name: s for s in load_specs()}
+    if model not in specs:
+        raise SystemExit(f"unknown model {model!r}; known: {sorted(specs)}")
+    return specs[model]
+
+
+def _spec_for_dataset(dataset: str) -> ModelSpec:
+    for spec in load_specs():
+        if spec.dataset.name == dataset:
+            return spec
+    known = sorted({s.dataset.name for s in load_specs()})
+    raise SystemExit(f"unknown dataset {dataset!r}; known: {known}")
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from ml_platform.storage.landing import LandingZone
+    from ml_platform.storage.simulate import default_start, land_days
+
+    spec = _spec_for_dataset(args.dataset)
+    start = dt.date.fromisoformat(args.start) if args.start else default_start(args.days)
+    landed = land_days(LandingZone(), spec.dataset, start, args.days, corruption=args.corrupt,
+                       damaged_column=spec.training.target, overwrite=args.overwrite)
+    for item in landed:
+        state = "landed" if item.written else "exists"
+        print(f"{state:7s} {item.day}  {item.path}  ({item.rows} rows)")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    from ml_platform.tracking.server import tracking_server
+
+    # First: the server takes seconds to answer; overlap that with landing data.
+    server = tracking_server(port=args.mlflow_port)
+    try:
+        import dagster as dg
+
+        from ml_platform.pipeline.build import build_definitions
+        from ml_platform.pipeline.execute import (
+            prepare_dagster_home,
+            register_landed_days,
+            run_model_pipeline,
+        )
+        from ml_platform.storage.landing import LandingZone
+        from ml_platform.storage.simulate import default_start, land_days
+        from ml_platform.tracking.lineage import lineage, render
+        from ml_platform.tracking.mlflow_resource import MlflowTracker
+
+        specs = load_specs()
+        if args.model:
+            specs = [s for s in specs if s.name in args.model]
+        prepare_dagster_home()
+        landing = LandingZone()
+        instance = dg.DagsterInstance.get()
+        for ds in {s.dataset.name: s.dataset for s in specs}.values():
+            landed = land_days(landing, ds, default_start(args.days), args.days)
+            print(f"{ds.name}: {sum(x.written for x in landed)} day(s) landed, "
+                  f"{sum(not x.written for x in landed)} already there")
+            register_landed_days(instance, landing, ds.name)
+        server.wait_ready()
+        os.environ["MLFLOW_TRACKING_URI"] = server.url
+        defs = build_definitions(specs)
+        tracker = MlflowTracker()
+        failures = 0
+        for spec in specs:
+            result = run_model_pipeline(defs, spec, instance, force_retrain=args.retrain)
+            if not result.success:
+                failures += 1
+                print(f"{spec.name}: run {result.run_id} FAILED; see `ml-platform dev` for details")
+                continue
+            try:
+                chain = lineage(spec, instance, tracker)
+            except LookupError as exc:
+                print(f"{spec.name}: not in production: {exc}")
+                failures += 1
+                continue
+            metric = spec.promotion.primary_metric
+            print(f"\n{spec.name}: production is v{chain['version']}, "
+                  f"{metric} = {chain['mlflow_run']['metrics'].get('test_' + metric, float('nan')):.3f}")
+            print(f"MLflow run: {chain['mlflow_run']['url']}")
+            print(render(chain))
+        print(f"\ndemo finished in {time.monotonic() - started:.1f}s; "
+              "`make dev` opens the Dagster and MLflow UIs on this state")
+        return 1 if failures else 0
+    finally:
+        server.stop()
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from ml_platform.pipeline.execute import prepare_dagster_home
+    from ml_platform.tracking.server import tracking_server
+
+    home = prepare_dagster_home()
+    server = tracking_server(port=args.mlflow_port)
+    server.wait_ready()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": server.url, "DAGSTER_HOME": str(home)}
+    print(f"MLflow UI:  {server.url}\nDagster UI: http://127.0.0.1:{args.port}")
+    dagster = subprocess.Popen(
+        [sys.executable, "-m", "dagster", "dev", "-m", "ml_platform.definitions",
+         "-h", "127.0.0.1", "-p", str(args.port)],
+        env=env,
+    )
+    try:
+        return dagster.wait()
+    except KeyboardInterrupt:
+        dagster.terminate()
+        return dagster.wait()
+    finally:
+        server.stop()
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from ml_platform.pipeline.execute import prepare_dagster_home
+    from ml_platform.tracking.lineage import lineage, render
+    from ml_platform.tracking.mlflow_resource import MlflowTracker
+    from ml_platform.tracking.server import tracking_server
+
+    prepare_dagster_home()
+    server = tracking_server(port=args.mlflow_port)
+    try:
+        server.wait_ready()
+        chain = lineage(_spec(args.model), dg.DagsterInstance.get(),
+                        MlflowTracker(tracking_uri=server.url), alias=args.alias)
+    except LookupError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    finally:
+        server.stop()
+    print(json.dumps(chain, indent=2, default=str) if args.json else render(chain))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ml-platform", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("simulate", help="land synthetic days into the landing zone")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--days", type=int, default=1)
+    p.add_argument("--start", help="first day, YYYY-MM-DD (default: N days ending yesterday)")
+    p.add_argument("--corrupt", choices=_corruptions(), help="land a damaged day")
+    p.add_argument("--overwrite", action="store_true", help="replace days already landed")
+    p.set_defaults(fn=cmd_simulate)
+
+    p = sub.add_parser("demo", help="land 30 days and run every model to production")
+    p.add_argument("--days", type=int, default=30)
+    p.add_argument("--model", action="append", help="only this model (repeatable)")
+    p.add_argument("--retrain", action="store_true", help="retrain even if nothing changed")
+    p.add_argument("--mlflow-port", type=int, default=5000)
+    p.set_defaults(fn=cmd_demo)
+
+    p = sub.add_parser("dev", help="Dagster webserver + daemon and an MLflow server")
+    p.add_argument("--port", type=int, default=3000)
+    p.add_argument("--mlflow-port", type=int, default=5000)
+    p.set_defaults(fn=cmd_dev)
+
+    p = sub.add_parser("lineage", help="production alias -> version -> runs -> data")
+    p.add_argument("model")
+    p.add_argument("--alias", default="production")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--mlflow-port", type=int, default=5000)
+    p.set_defaults(fn=cmd_lineage)
+    return parser
+
+
+def _corruptions() -> Sequence[str]:
+    from ml_platform.ml.data import CORRUPTIONS
+
+    return CORRUPTIONS
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    settings.profile()  # fail early on a bad ML_PLATFORM_PROFILE
+    return int(args.fn(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

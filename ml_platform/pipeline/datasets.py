@@ -1,0 +1,148 @@
+"""The assets of one landed dataset: `<dataset>/raw` and `<dataset>/validated`, partitioned
+by day, with the validation checks as blocking asset checks."""
+
+
+import datetime as dt
+import hashlib
+import io
+from datetime import timedelta
+
+import dagster as dg
+import pandas as pd
+import pyarrow.parquet as pq
+
+from ml_platform.ml.validation import CHECK_NAMES, CheckOutcome, validate
+from ml_platform.pipeline.partitions import day_partitions
+from ml_platform.specs import DatasetSpec
+from ml_platform.storage.lake import Lake
+from ml_platform.storage.landing import LandingZone
+
+_CHECK_DESCRIPTIONS = {
+    "schema": "Every declared column is present with its declared dtype.",
+    "nulls": "No nulls in non-nullable columns.",
+    "ranges": "Values within declared min/max; rows dated inside their partition.",
+    "duplicates": "The key column is unique within the day.",
+    "completeness": "Landed rows / expected rows (from the manifest) above the threshold.",
+}
+
+
+def raw_key(dataset: str) -> dg.AssetKey:
+    return dg.AssetKey([dataset, "raw"])
+
+
+def validated_key(dataset: str) -> dg.AssetKey:
+    return dg.AssetKey([dataset, "validated"])
+
+
+def raw_lake_key(dataset: str, day: str) -> str:
+    return f"{dataset}/raw/{day}.parquet"
+
+
+def validated_lake_key(dataset: str, day: str) -> str:
+    return f"{dataset}/validated/{day}.parquet"
+
+
+def _freshness(hours_warn: float, hours_fail: float) -> dg.FreshnessPolicy:
+    return dg.FreshnessPolicy.time_window(
+        fail_window=timedelta(hours=hours_fail), warn_window=timedelta(hours=hours_warn)
+    )
+
+
+def _parquet_rows(data: bytes, source: str) -> int:
+    try:
+        return pq.ParquetFile(io.BytesIO(data)).metadata.num_rows
+    except Exception as exc:  # pyarrow raises several types for truncated/foreign files
+        raise dg.Failure(f"{source} is not a readable Parquet file: {exc}") from exc
+
+
+def _combine(name: str, by_day: dict[str, list[CheckOutcome]]) -> dg.AssetCheckResult:
+    """One check result over every day of the run, naming each failing day."""
+    outcomes = {day: next(o for o in found if o.name == name) for day, found in by_day.items()}
+    failed = {day: o for day, o in outcomes.items() if not o.passed}
+    if failed:
+        text = "; ".join(f"{day}: {o.description}" for day, o in sorted(failed.items()))
+    else:
+        text = next(iter(outcomes.values())).description if len(outcomes) == 1 else (
+            f"passed on all {len(outcomes)} days")
+    return dg.AssetCheckResult(
+        check_name=name,
+        passed=not failed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=text,
+        metadata={"failed_days": dg.MetadataValue.json(
+            {day: {"description": o.description, **o.metadata} for day, o in failed.items()}
+        ), "days_checked": len(outcomes)},
+    )
+
+
+def dataset_assets(ds: DatasetSpec) -> list[dg.AssetsDefinition]:
+    """`raw` and `validated` for dataset `ds`."""
+    partitions = day_partitions(ds.name)
+    common = dict(
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),  # a 30-day backfill is one run
+        group_name=ds.name,
+    )
+
+    @dg.asset(
+        key=raw_key(ds.name),
+        kinds={"parquet"},
+        freshness_policy=_freshness(ds.freshness.warn_hours, ds.freshness.fail_hours),
+        **common,
+    )
+    def raw(context: dg.AssetExecutionContext, landing: LandingZone,
+            lake: Lake) -> dg.MaterializeResult:
+        """Landed files, one per day, copied byte for byte into the lake."""
+        files = {}
+        for day in context.partition_keys:
+            source = str(landing.path(ds.name, day))
+            data = landing.read_bytes(ds.name, day)
+            rows = _parquet_rows(data, source)
+            lake.write_bytes(raw_lake_key(ds.name, day), data)
+            files[day] = {"file": source, "rows": rows,
+                          "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+        return dg.MaterializeResult(metadata={
+            "landed_files": dg.MetadataValue.json(files),
+            "rows": sum(f["rows"] for f in files.values()),
+            "days": len(files),
+        })
+
+    @dg.asset(
+        key=validated_key(ds.name),
+        deps=[raw.key],
+        kinds={"parquet"},
+        check_specs=[
+            dg.AssetCheckSpec(name, asset=validated_key(ds.name), blocking=True,
+                              description=_CHECK_DESCRIPTIONS[name])
+            for name in CHECK_NAMES
+        ],
+        **common,
+    )
+    def validated(context: dg.AssetExecutionContext, landing: LandingZone,
+                  lake: Lake) -> dg.MaterializeResult:
+        """Landed days that passed every data-quality check; failing days are never stored,
+        so a bad file can't replace a good day already in the lake."""
+        by_day: dict[str, list[CheckOutcome]] = {}
+        stored, rejected = [], []
+        for day in context.partition_keys:
+            frame = pd.read_parquet(lake.uri(raw_lake_key(ds.name, day)))
+            manifest = landing.manifest(ds.name, day) or {}
+            expected = int(manifest.get("expected_rows", ds.rows_per_day))
+            outcomes = validate(frame, ds, day=dt.date.fromisoformat(day), expected_rows=expected)
+            by_day[day] = outcomes
+            if all(o.passed for o in outcomes):
+                lake.write_parquet(validated_lake_key(ds.name, day), frame)
+                stored.append(day)
+            else:
+                rejected.append(day)
+                failed = [f"{o.name}: {o.description}" for o in outcomes if not o.passed]
+                context.log.error(
+                    f"{ds.name} {day} ({landing.path(ds.name, day)}) failed validation, "
+                    f"not stored: " + "; ".join(failed)
+                )
+        return dg.MaterializeResult(
+            metadata={"stored_days": len(stored), "rejected_days": dg.MetadataValue.json(rejected)},
+            check_results=[_combine(name, by_day) for name in CHECK_NAMES],
+        )
+
+    return [raw, validated]

@@ -1,0 +1,10 @@
+"""Partitions: one dynamic partition per landed day, registered when a file is seen."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+
+def day_partitions(dataset: str) -> dg.DynamicPartitionsDefinition:
+    """Partitions of `dataset`, keyed `YYYY-MM-DD`, one per landed file."""
+    return dg.DynamicPartitionsDefinition(name=f"{dataset}_days")

@@ -1,0 +1,27 @@
+"""Model specs: one YAML file per model, shipped with the package."""
+
+from ml_platform.specs.model_spec import (
+    ColumnSpec,
+    ComputeSpec,
+    DatasetSpec,
+    FreshnessWindow,
+    Gate,
+    ModelSpec,
+    PromotionSpec,
+    TrainingSpec,
+    load_spec,
+    load_specs,
+)
+
+__all__ = [
+    "ColumnSpec",
+    "ComputeSpec",
+    "DatasetSpec",
+    "FreshnessWindow",
+    "Gate",
+    "ModelSpec",
+    "PromotionSpec",
+    "TrainingSpec",
+    "load_spec",
+    "load_specs",
+]

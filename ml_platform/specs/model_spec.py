@@ -1,0 +1,148 @@
+"""`ModelSpec`: everything that differs between models, declared once in YAML."""
+
+from __future__ import annotations
+
+import hashlib
+import operator
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+SPEC_DIR = Path(__file__).parent
+
+_OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class FreshnessWindow(_Frozen):
+    """How old the newest materialization may get: warn after `warn_hours`, fail after
+    `fail_hours` (evaluated by the Dagster daemon, shown in the UI)."""
+
+    warn_hours: float = Field(gt=0)
+    fail_hours: float = Field(gt=0)
+
+
+class ColumnSpec(_Frozen):
+    """One landed column: its dtype, whether nulls are allowed and its value range."""
+
+    dtype: Literal["string", "int64", "float64", "bool", "date"]
+    nullable: bool = False
+    min: float | None = None
+    max: float | None = None
+
+
+class DatasetSpec(_Frozen):
+    """A landed dataset: one file per day, validated against `columns`."""
+
+    name: str
+    generator: str = Field(description="name of the synthetic generator in ml_platform.ml.data")
+    key: str = Field(description="column whose values must be unique within a day")
+    date_column: str
+    columns: dict[str, ColumnSpec]
+    rows_per_day: int = Field(gt=0, description="rows the generator lands per day")
+    min_completeness: float = Field(
+        0.9, gt=0, le=1, description="landed/expected rows below this fail the completeness check"
+    )
+    freshness: FreshnessWindow = FreshnessWindow(warn_hours=26, fail_hours=50)
+
+    @field_validator("columns")
+    @classmethod
+    def _non_empty(cls, v: dict[str, ColumnSpec]) -> dict[str, ColumnSpec]:
+        if not v:
+            raise ValueError("a dataset needs at least one column")
+        return v
+
+
+class TrainingSpec(_Frozen):
+    """Model family and hyper-parameters; `task` picks the model and metrics in `ml/`."""
+
+    task: Literal["regression"]
+    feature_builder: str
+    target: str
+    hidden: tuple[int, ...] = (64, 64)
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(256, ge=1)
+    learning_rate: float = Field(3e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    seed: int = 0
+    valid_fraction: float = Field(0.15, gt=0, lt=0.5)
+    test_fraction: float = Field(0.15, gt=0, lt=0.5)
+    shuffle_labels: bool = Field(False, description="destroys the signal: for weak-model drills")
+
+
+class Gate(_Frozen):
+    """`metric op threshold`, e.g. `mae < 12`."""
+
+    metric: str
+    op: Literal["<", "<=", ">", ">="]
+    threshold: float
+
+    def passes(self, value: float) -> bool:
+        return bool(_OPS[self.op](value, self.threshold))
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.op} {self.threshold:g}"
+
+
+class PromotionSpec(_Frozen):
+    """Gates a candidate must pass before `production` moves to it."""
+
+    gates: tuple[Gate, ...]
+    primary_metric: str
+    higher_is_better: bool = False
+    not_worse_than_champion: bool = True
+    champion_tolerance: float = Field(0.0, ge=0, description="allowed slack vs the champion")
+
+
+class ComputeSpec(_Frozen):
+    """What the training step asks of its compute backend."""
+
+    cpu: str = "1"
+    memory: str = "2Gi"
+    gpu: int = Field(0, ge=0)
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: tuple[dict[str, str], ...] = ()
+    image: str = "ml-platform:latest"
+
+
+class ModelSpec(_Frozen):
+    """One model: its data, training, promotion gates, compute needs and freshness."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    description: str
+    owner: str
+    dataset: DatasetSpec
+    training: TrainingSpec
+    promotion: PromotionSpec
+    compute: ComputeSpec = ComputeSpec()
+    freshness: FreshnessWindow = FreshnessWindow(warn_hours=48, fail_hours=96)
+
+    @property
+    def fingerprint(self) -> str:
+        """Short hash of the spec: part of the training code version."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:12]
+
+
+def load_spec(path: Path) -> ModelSpec:
+    """Parse and validate one spec file; errors name the file and the field at fault."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+        return ModelSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise ValueError(f"invalid model spec {path}:\n{exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ValueError(f"model spec {path} is not valid YAML: {exc}") from exc
+
+
+def load_specs(directory: Path = SPEC_DIR) -> list[ModelSpec]:
+    """All specs in `directory`, sorted by model name; names must be unique."""
+    specs = sorted((load_spec(p) for p in directory.glob("*.yaml")), key=lambda s: s.name)
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate model names in {directory}: {names}")
+    return specs

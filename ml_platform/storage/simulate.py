@@ -1,0 +1,53 @@
+"""Landing simulated days, as an upstream system would."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from ml_platform.ml.data import corrupt, generate
+from ml_platform.specs import DatasetSpec
+from ml_platform.storage.landing import LandingZone
+
+
+@dataclass(frozen=True)
+class Landed:
+    day: dt.date
+    path: Path
+    rows: int
+    written: bool  # False: the day was already landed and left as it was
+
+
+def default_start(days: int, today: dt.date | None = None) -> dt.date:
+    """The first of `days` days ending yesterday."""
+    return (today or dt.datetime.now(dt.UTC).date()) - dt.timedelta(days=days)
+
+
+def land_days(landing: LandingZone, ds: DatasetSpec, start: dt.date, days: int, *,
+              corruption: str | None = None, damaged_column: str | None = None,
+              overwrite: bool = False) -> list[Landed]:
+    """Generate and land `days` consecutive days of `ds` from `start`, each with a manifest.
+
+    Existing days are kept unless `overwrite` (re-running a simulation is a no-op); a
+    `corruption` (see `ml.data.CORRUPTIONS`) damages `damaged_column` and always overwrites.
+    """
+    out = []
+    for offset in range(days):
+        day = start + dt.timedelta(days=offset)
+        frame = generate(ds.generator, day, ds.rows_per_day)
+        if corruption:
+            if damaged_column is None:
+                raise ValueError("a corruption needs the column to damage")
+            frame = corrupt(frame, corruption, key=ds.key, target=damaged_column)
+        manifest = {
+            "dataset": ds.name, "date": day.isoformat(), "rows": len(frame),
+            "expected_rows": ds.rows_per_day, "generator": ds.generator,
+            "sha256_of_values": hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest(),
+        }
+        path = landing.land(ds.name, day, frame, manifest,
+                            overwrite=overwrite or corruption is not None)
+        out.append(Landed(day, landing.path(ds.name, day.isoformat()), len(frame), path is not None))
+    return out
+

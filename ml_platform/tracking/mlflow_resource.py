@@ -1,0 +1,152 @@
+"""`MlflowTracker`: the orchestrator's handle on the MLflow tracking server and registry.
+
+Why not dagster-mlflow's `mlflow_tracking`: it keys one MLflow run per *Dagster run* (found by
+tag search, racy across parallel steps) and ends it from a hook; this platform needs one MLflow
+run per *training materialization*, created before the training process starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+import dagster as dg
+
+from ml_platform.tracking.server import TRACKING_URI_ENV
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
+    from mlflow.entities.model_registry import ModelVersion
+
+PROMOTION_TAG_PREFIX = "ml_platform.promotion."
+
+
+class PromotionConflict(RuntimeError):
+    """The production alias moved between evaluation and promotion."""
+
+
+class MlflowTracker(dg.ConfigurableResource):
+    """Runs, registry and aliases on one MLflow tracking server."""
+
+    tracking_uri: str | None = None  # default: $MLFLOW_TRACKING_URI
+    dagster_url: str = "http://127.0.0.1:3000"
+
+    @property
+    def uri(self) -> str:
+        uri = self.tracking_uri or os.environ.get(TRACKING_URI_ENV)
+        if not uri:
+            raise ValueError(
+                f"no MLflow tracking server: set {TRACKING_URI_ENV} or the `tracking_uri` of the "
+                "`mlflow` resource (`ml-platform dev` and `ml-platform demo` start one for you)"
+            )
+        return uri.rstrip("/")
+
+    def client(self) -> MlflowClient:
+        from mlflow import MlflowClient
+
+        return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+
+    # -- runs -------------------------------------------------------------------------------
+
+    def experiment_id(self, model: str) -> str:
+        client, name = self.client(), f"ml_platform/{model}"
+        experiment = client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        try:
+            return client.create_experiment(name, tags={"ml_platform.model": model})
+        except Exception:  # created concurrently by another step
+            found = client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            return found.experiment_id
+
+    def run_url(self, run_id: str) -> str:
+        run = self.client().get_run(run_id)
+        return f"{self.uri}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
+
+    def model_version_url(self, model: str, version: str) -> str:
+        return f"{self.uri}/#/models/{model}/versions/{version}"
+
+    def dagster_run_url(self, run_id: str) -> str:
+        return f"{self.dagster_url.rstrip('/')}/runs/{run_id}"
+
+    def find_run(self, model: str, tags: dict[str, str]) -> Run | None:
+        """The newest FINISHED run of `model` carrying all `tags` (and a logged model)."""
+        query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in sorted(tags.items()))
+        runs = self.client().search_runs(
+            [self.experiment_id(model)],
+            filter_string=f"{query} and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        if runs and runs[0].data.tags.get("ml_platform.model_uri"):
+            return runs[0]
+        return None
+
+    def create_run(self, model: str, run_name: str, tags: dict[str, str]) -> str:
+        run = self.client().create_run(self.experiment_id(model), run_name=run_name, tags=tags)
+        return run.info.run_id
+
+    # -- registry ---------------------------------------------------------------------------
+
+    def register(self, model: str, model_uri: str, run_id: str,
+                 tags: dict[str, str]) -> ModelVersion:
+        """Register `model_uri` as a new version of `model`, or return the version already
+        registered from `run_id`: a retried registration never creates a second version."""
+        from mlflow.exceptions import MlflowException
+
+        client = self.client()
+        try:
+            client.create_registered_model(model, tags={"ml_platform.model": model})
+        except MlflowException as exc:
+            if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
+                raise
+        existing = client.search_model_versions(f"name = '{model}' and run_id = '{run_id}'")
+        if existing:
+            return sorted(existing, key=lambda v: int(v.version))[0]
+        # MLflow 3 logs models as LoggedModels (`models:/m-<id>`): the version must name it.
+        model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
+        return client.create_model_version(
+            model, model_uri, run_id=run_id, tags=tags, model_id=model_id
+        )
+
+    def alias_version(self, model: str, alias: str) -> str | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client().get_model_version_by_alias(model, alias).version
+        except MlflowException:
+            return None
+
+    def set_alias(self, model: str, alias: str, version: str) -> None:
+        self.client().set_registered_model_alias(model, alias, version)
+
+    def promote(self, model: str, version: str, *, expected_current: str | None,
+                record: dict[str, Any], alias: str = "production") -> dict[str, Any]:
+        """Move `alias` to `version` if it still points at `expected_current`, then write a
+        promotion record. Raises PromotionConflict when the alias moved in between."""
+        current = self.alias_version(model, alias)
+        if current != expected_current:
+            raise PromotionConflict(
+                f"{model}@{alias} is v{current}, not v{expected_current} as seen at evaluation; "
+                "re-evaluate against the new champion before promoting"
+            )
+        self.set_alias(model, alias, version)
+        full = {"model": model, "alias": alias, "version": version,
+                "previous_version": current, "at": time.time(), **record}
+        client = self.client()
+        client.set_registered_model_tag(
+            model, f"{PROMOTION_TAG_PREFIX}{int(full['at'] * 1000)}",
+            json.dumps(full, default=str, separators=(",", ":")),
+        )
+        client.set_model_version_tag(model, version, "ml_platform.promoted_to", alias)
+        return full
+
+    def promotions(self, model: str) -> list[dict[str, Any]]:
+        """Every promotion record of `model`, oldest first."""
+        tags = self.client().get_registered_model(model).tags
+        return [json.loads(v) for k, v in sorted(tags.items()) if k.startswith(PROMOTION_TAG_PREFIX)]

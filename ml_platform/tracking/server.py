@@ -1,0 +1,102 @@
+"""A real `mlflow server` on loopback for the local profile (SQLite + local artifacts)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from ml_platform import settings
+
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def is_healthy(url: str, timeout: float = 1.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=timeout) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@dataclass
+class MlflowServer:
+    """A child `mlflow server` process; `url` is its tracking URI."""
+
+    url: str
+    process: subprocess.Popen[bytes] | None
+    log_path: Path | None = None
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if is_healthy(self.url):
+                return
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(
+                    f"mlflow server exited with {self.process.returncode}; see {self.log_path}"
+                )
+            time.sleep(0.25)
+        raise TimeoutError(f"mlflow server at {self.url} not healthy after {timeout:.0f}s")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        # The server runs in its own process group: signal the group so uvicorn goes too.
+        pgid = os.getpgid(self.process.pid)
+        os.killpg(pgid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(pgid, signal.SIGKILL)
+            self.process.wait()
+
+
+def start_mlflow_server(store: Path | None = None, port: int | None = None) -> MlflowServer:
+    """Start `mlflow server` with a SQLite backend and artifacts under `store`, not waiting
+    for it (it takes seconds to answer: start it early, call `wait_ready` when needed)."""
+    store = store or settings.mlflow_dir()
+    store.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    log_path = store / "server.log"
+    command = [
+        sys.executable, "-m", "mlflow", "server",
+        "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
+        "--artifacts-destination", str(store / "artifacts"),
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    ]
+    # The server's background job runners (a handful of ~250 MB processes) serve GenAI
+    # features this platform does not use.
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    return MlflowServer(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
+
+
+DEFAULT_PORT = 5000
+
+
+def tracking_server(port: int = DEFAULT_PORT) -> MlflowServer:
+    """The server named by MLFLOW_TRACKING_URI if set, else the one already answering on
+    `port` (say, from `ml-platform dev`), else a new one there (not yet ready: see
+    `wait_ready`). A fixed port keeps the run URLs the demo prints valid under `make dev`."""
+    if uri := os.environ.get(TRACKING_URI_ENV):
+        return MlflowServer(url=uri.rstrip("/"), process=None)
+    url = f"http://127.0.0.1:{port}"
+    if is_healthy(url):
+        return MlflowServer(url=url, process=None)
+    return start_mlflow_server(port=port)
