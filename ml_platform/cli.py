@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -117,12 +118,22 @@ def cmd_dev(args: argparse.Namespace) -> int:
         [sys.executable, "-m", "dagster", "dev", "-m", "ml_platform.definitions",
          "-h", "127.0.0.1", "-p", str(args.port)],
         env=env,
+        start_new_session=True,  # its own process group, so shutdown reaches every child
     )
+
+    def _interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the UIs as cleanly as Ctrl-C
     try:
         return dagster.wait()
     except KeyboardInterrupt:
-        dagster.terminate()
-        return dagster.wait()
+        os.killpg(dagster.pid, signal.SIGINT)  # as Ctrl-C in a terminal: the whole group
+        try:
+            return dagster.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(dagster.pid, signal.SIGKILL)
+            return dagster.wait()
     finally:
         server.stop()
 

@@ -44,7 +44,7 @@ def _markdown_metrics(rows: dict[str, dict[str, float] | None]) -> str:
     names = sorted({m for metrics in rows.values() if metrics for m in metrics})
     lines = ["| model | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for who, metrics in rows.items():
-        cells = [f"{metrics[n]:.4g}" if metrics and n in metrics else "–" for n in names]
+        cells = [f"{metrics[n]:.4g}" if metrics and n in metrics else "-" for n in names]
         lines.append(f"| {who} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -86,7 +86,8 @@ def render(chain: dict[str, Any]) -> str:
         f"  -> Dagster run {chain['dagster_run']['id']} [{chain['dagster_run']['status']}]"
         f"  {chain['dagster_run']['url']}",
         f"  -> code version {chain['code_version']}",
-        f"  -> training set {chain['training_set_hash'][:16]}  features {(chain['features_hash'] or '')[:16]}",
+        f"  -> training set {chain['training_set_hash'][:16]}"
+        f"  features {(chain['features_hash'] or '')[:16]}",
         f"  -> raw partitions {span}",
     ]
     lines += [f"       {f['partition']}  {f['file']}  ({f['rows']} rows)" for f in chain["raw_files"][:3]]

@@ -1,0 +1,34 @@
+# `make demo` and `make test` work on a fresh clone: both create .venv when it is missing.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo dev test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# torch==2.13.0 is pinned: pip takes the CPU build from the local wheel cache.
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup            ## land 30 days and take listing_price to production
+	$(VENV)/bin/ml-platform demo
+
+dev: setup             ## Dagster webserver + daemon (:3000) and MLflow (:5000)
+	$(VENV)/bin/ml-platform dev
+
+lint: setup
+	$(VENV)/bin/ruff check ml_platform ml_platform_tests benchmarks
+
+test: lint             ## the whole suite: unit tests and real-server integration tests
+	$(PY) -m pytest
+
+bench: setup           ## benchmarks; results go to docs/benchmarks.md
+	$(PY) benchmarks/features.py
+	$(PY) benchmarks/e2e.py
+
+clean:
+	rm -rf .ml_platform

@@ -1,0 +1,45 @@
+"""Shared fixtures: a real `mlflow server` process for the session, a fresh state home per
+module. Nothing is faked."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ml_platform.tracking.server import MlflowServer, start_mlflow_server
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """A real MLflow tracking server (SQLite + local artifacts) on a free loopback port."""
+    server = start_mlflow_server(store=tmp_path_factory.mktemp("mlflow"))
+    try:
+        server.wait_ready(timeout=180)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def platform_home(tmp_path_factory: pytest.TempPathFactory,
+                  mlflow_server: MlflowServer) -> Iterator[Path]:
+    """ML_PLATFORM_HOME, DAGSTER_HOME and MLFLOW_TRACKING_URI for one test module."""
+    home = tmp_path_factory.mktemp("home")
+    saved = {k: os.environ.get(k) for k in
+             ("ML_PLATFORM_HOME", "DAGSTER_HOME", "MLFLOW_TRACKING_URI")}
+    os.environ.update({
+        "ML_PLATFORM_HOME": str(home),
+        "DAGSTER_HOME": str(home / "dagster"),
+        "MLFLOW_TRACKING_URI": mlflow_server.url,
+    })
+    try:
+        yield home
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
