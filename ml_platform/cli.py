@@ -138,26 +138,103 @@ def cmd_dev(args: argparse.Namespace) -> int:
         server.stop()
 
 
+class _Platform:
+    """What the registry commands need: the Dagster instance, MLflow and the lake, with an
+    MLflow server started for the command if none is configured (stopped on exit)."""
+
+    def __init__(self, mlflow_port: int) -> None:
+        from ml_platform.pipeline.execute import prepare_dagster_home
+        from ml_platform.tracking.server import tracking_server
+
+        prepare_dagster_home()
+        self.server = tracking_server(port=mlflow_port)
+
+    def __enter__(self) -> _Platform:
+        import dagster as dg
+
+        from ml_platform.storage.lake import Lake
+        from ml_platform.tracking.mlflow_resource import MlflowTracker
+
+        self.server.wait_ready()
+        self.instance = dg.DagsterInstance.get()
+        self.tracker = MlflowTracker(tracking_uri=self.server.url)
+        self.lake = Lake()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.stop()
+
+
+def _print(payload: object, as_json: bool, text: str) -> None:
+    print(json.dumps(payload, indent=2, default=str) if as_json else text)
+
+
 def cmd_lineage(args: argparse.Namespace) -> int:
-    import dagster as dg
+    from ml_platform.tracking.lineage import lineage, render, trained_on
 
-    from ml_platform.pipeline.execute import prepare_dagster_home
-    from ml_platform.tracking.lineage import lineage, render
-    from ml_platform.tracking.mlflow_resource import MlflowTracker
-    from ml_platform.tracking.server import tracking_server
+    with _Platform(args.mlflow_port) as p:
+        if args.partition:
+            dataset, _, day = args.partition.partition("/")
+            if not day:
+                raise SystemExit("--partition takes DATASET/YYYY-MM-DD, e.g. bookings/2026-03-01")
+            answer = trained_on(day, dataset, load_specs(), p.instance, p.tracker)
+            lines = [f"{dataset}/{day}: {(answer['landed_file'] or {}).get('file', 'not landed')}"]
+            lines += [f"  {v['model']} v{v['version']}"
+                      f"{'  <- production' if v['in_production'] else ''}"
+                      for v in answer["model_versions"]] or ["  no model version trained on it"]
+            _print(answer, args.json, "\n".join(lines))
+            return 0
+        if not args.model:
+            raise SystemExit("lineage needs MODEL or --partition DATASET/DATE")
+        try:
+            chain = lineage(_spec(args.model), p.instance, p.tracker, alias=args.alias,
+                            version=args.version)
+        except LookupError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        _print(chain, args.json, render(chain))
+    return 0
 
-    prepare_dagster_home()
-    server = tracking_server(port=args.mlflow_port)
-    try:
-        server.wait_ready()
-        chain = lineage(_spec(args.model), dg.DagsterInstance.get(),
-                        MlflowTracker(tracking_uri=server.url), alias=args.alias)
-    except LookupError as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    finally:
-        server.stop()
-    print(json.dumps(chain, indent=2, default=str) if args.json else render(chain))
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from ml_platform.tracking.promotion import history
+
+    with _Platform(args.mlflow_port) as p:
+        records = history(p.tracker, _spec(args.model).name)
+    lines = [f"{r['at']}  {r['kind']:17s} v{r['previous_version'] or '-'} -> v{r['version']}  "
+             f"by {r['triggered_by']}: {r['reason']}" for r in records]
+    _print(records, args.json, "\n".join(lines) or f"{args.model} was never promoted")
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from ml_platform.pipeline.registry_actions import GateRefusal, promote
+    from ml_platform.tracking.promotion import PromotionConflict
+
+    with _Platform(args.mlflow_port) as p:
+        try:
+            record = promote(_spec(args.model), str(args.version), args.reason, force=args.force,
+                             instance=p.instance, tracker=p.tracker, lake=p.lake)
+        except (GateRefusal, PromotionConflict) as exc:
+            print(exc, file=sys.stderr)
+            return 1
+    print(f"{args.model}: production v{record['previous_version']} -> v{record['version']} "
+          f"({record['gates']})")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from ml_platform.pipeline.registry_actions import rollback
+    from ml_platform.tracking.promotion import PromotionConflict
+
+    with _Platform(args.mlflow_port) as p:
+        try:
+            record = rollback(_spec(args.model), str(args.to) if args.to else None, args.reason,
+                              instance=p.instance, tracker=p.tracker, lake=p.lake)
+        except (LookupError, PromotionConflict) as exc:
+            print(exc, file=sys.stderr)
+            return 1
+    print(f"{args.model}: production rolled back v{record['previous_version']} -> v{record['version']}")
     return 0
 
 
@@ -185,12 +262,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mlflow-port", type=int, default=5000)
     p.set_defaults(fn=cmd_dev)
 
-    p = sub.add_parser("lineage", help="production alias -> version -> runs -> data")
-    p.add_argument("model")
-    p.add_argument("--alias", default="production")
+    p = sub.add_parser("lineage", help="alias/version -> MLflow run -> Dagster run -> data, "
+                                       "or --partition: which versions trained on a day")
+    p.add_argument("model", nargs="?")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--alias", default="production")
+    group.add_argument("--version")
+    group.add_argument("--partition", help="DATASET/YYYY-MM-DD: the reverse question")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--mlflow-port", type=int, default=5000)
     p.set_defaults(fn=cmd_lineage)
+
+    p = sub.add_parser("history", help="every promotion and rollback of a model")
+    p.add_argument("model")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_history)
+
+    p = sub.add_parser("promote", help="promote a version (gates run unless --force)")
+    p.add_argument("model")
+    p.add_argument("--version", required=True)
+    p.add_argument("--reason", required=True)
+    p.add_argument("--force", action="store_true", help="promote even if gates fail (recorded)")
+    p.set_defaults(fn=cmd_promote)
+
+    p = sub.add_parser("rollback", help="move production back (default: the previous version)")
+    p.add_argument("model")
+    p.add_argument("--to", help="version to roll back to")
+    p.add_argument("--reason", default="rollback")
+    p.set_defaults(fn=cmd_rollback)
+
+    for name in ("lineage", "history", "promote", "rollback"):
+        sub.choices[name].add_argument("--mlflow-port", type=int, default=5000)
     return parser
 
 

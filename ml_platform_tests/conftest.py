@@ -15,6 +15,7 @@ from ml_platform.tracking.server import MlflowServer, start_mlflow_server
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
     """A real MLflow tracking server (SQLite + local artifacts) on a free loopback port."""
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # keeps failure logs legible
     server = start_mlflow_server(store=tmp_path_factory.mktemp("mlflow"))
     try:
         server.wait_ready(timeout=180)

@@ -3,8 +3,8 @@ evaluation → registered → production → serving. No model-specific code liv
 differs between models is in their specs and in `ml_platform.ml`."""
 
 
-import datetime as dt
 from importlib.metadata import version as installed_version
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -12,16 +12,21 @@ import pandas as pd
 from ml_platform import settings
 from ml_platform.compute.local import LocalProcessTrainer
 from ml_platform.compute.request import TrainingRequest
-from ml_platform.ml.features import build_features, feature_columns
+from ml_platform.ml.features import build_features
 from ml_platform.ml.training_set import SPLIT_COLUMN, content_hash, make_training_set
 from ml_platform.pipeline.code_version import training_code_version
 from ml_platform.pipeline.datasets import _freshness, validated_key, validated_lake_key
 from ml_platform.pipeline.metadata import compact_partitions, latest_metadata
 from ml_platform.specs import ModelSpec
 from ml_platform.storage.lake import Lake
-from ml_platform.tracking.gates import evaluate_gates
-from ml_platform.tracking.mlflow_resource import MlflowTracker, PromotionConflict
-from ml_platform.tracking.scoring import score_model
+from ml_platform.tracking.mlflow_resource import MlflowTracker
+from ml_platform.tracking.promotion import (
+    PRODUCTION,
+    PromotionConflict,
+    move_alias,
+    serving_manifest,
+)
+from ml_platform.tracking.scoring import compare_with_champion
 
 # Steps that talk to MLflow ride out a restarting tracking server.
 MLFLOW_RETRY = dg.RetryPolicy(
@@ -53,7 +58,6 @@ def model_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
     """Every asset of `spec`'s chain, from features to serving."""
     name, ds, tr = spec.name, spec.dataset, spec.training
     key = {stage: model_key(name, stage) for stage in STAGES}
-    columns = list(feature_columns(tr.feature_builder))
     code_version = training_code_version(spec)
     group = dict(group_name=name, owners=[f"team:{spec.owner}"])
 
@@ -176,32 +180,27 @@ def model_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         ts = latest_metadata(context, key["training_set"])
         test = lake.read_parquet(ts["lake_key"])
         test = test[test[SPLIT_COLUMN] == "test"]
-        def score(uri: str) -> dict[str, float]:
-            return score_model(uri, mlflow.uri, test, columns, tr.target, tr.task)
-        candidate = score(model["model_uri"])
-        champion_version = mlflow.alias_version(name, "production")
-        champion = score(f"models:/{name}/{champion_version}") if champion_version else None
-        report = evaluate_gates(spec.promotion, candidate, champion, champion_version)
+        cmp = compare_with_champion(spec, mlflow.uri, test, model["model_uri"],
+                                    mlflow.alias_version(name, PRODUCTION))
+        champion_label = f"champion v{cmp.champion_version}" if cmp.champion_version else "champion"
         return dg.MaterializeResult(
             metadata={
                 "mlflow_run_id": model["mlflow_run_id"],
-                "champion_version": champion_version or "",
-                "gates_passed": report.passed,
-                "gates": report.summary(),
-                "candidate_metrics": dg.MetadataValue.json(candidate),
-                "champion_metrics": dg.MetadataValue.json(champion or {}),
-                "comparison": dg.MetadataValue.md(_markdown_metrics({
-                    "candidate": candidate,
-                    f"champion v{champion_version}" if champion_version else "champion": champion,
-                })),
+                "champion_version": cmp.champion_version or "",
+                "gates_passed": cmp.report.passed,
+                "gates": cmp.report.summary(),
+                "candidate_metrics": dg.MetadataValue.json(cmp.candidate),
+                "champion_metrics": dg.MetadataValue.json(cmp.champion or {}),
+                "comparison": dg.MetadataValue.md(_markdown_metrics(
+                    {"candidate": cmp.candidate, champion_label: cmp.champion})),
                 "test_rows": len(test),
-                **{f"candidate_{k}": v for k, v in candidate.items()},
+                **{f"candidate_{k}": v for k, v in cmp.candidate.items()},
             },
             check_results=[dg.AssetCheckResult(
-                check_name="promotion_gates", passed=report.passed,
-                severity=dg.AssetCheckSeverity.WARN, description=report.summary(),
+                check_name="promotion_gates", passed=cmp.report.passed,
+                severity=dg.AssetCheckSeverity.WARN, description=cmp.report.summary(),
                 metadata={r.gate: dg.MetadataValue.text("pass" if r.passed else "FAIL")
-                          for r in report.results},
+                          for r in cmp.report.results},
             )],
         )
 
@@ -240,7 +239,7 @@ def model_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         version = str(candidate["version"])
         if verdict["mlflow_run_id"] != candidate["mlflow_run_id"]:
             raise dg.Failure("evaluation is of another candidate: re-run evaluation first")
-        current = mlflow.alias_version(name, "production")
+        current = mlflow.alias_version(name, PRODUCTION)
         if current == version:
             context.log.info(f"{name} v{version} is already in production")
             return
@@ -250,47 +249,48 @@ def model_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
             context.log.warning(f"{name} v{version} stays `candidate`: {verdict['gates']}")
             return
         try:
-            record = mlflow.promote(
-                name, version, expected_current=verdict["champion_version"] or None,
-                record={"reason": verdict["gates"], "triggered_by": "dagster",
-                        "dagster_run_id": context.run_id,
-                        "metrics": verdict["candidate_metrics"]},
+            record = move_alias(
+                mlflow, name, version, expected_current=verdict["champion_version"] or None,
+                kind="promotion", reason=verdict["gates"], triggered_by="dagster",
+                details={"dagster_run_id": context.run_id, "metrics": verdict["candidate_metrics"]},
             )
         except PromotionConflict as exc:
             raise dg.Failure(str(exc), allow_retries=False) from exc
-        yield dg.MaterializeResult(metadata={
-            "version": version,
-            "previous_version": record["previous_version"] or "",
-            "model_uri": f"models:/{name}/{version}",
-            "mlflow_run_id": candidate["mlflow_run_id"],
-            "registry_url": dg.MetadataValue.url(mlflow.model_version_url(name, version)),
-            "gates": verdict["gates"],
-            **{k: v for k, v in verdict["candidate_metrics"].items()},
-        })
+        yield dg.MaterializeResult(metadata=production_metadata(mlflow, name, record))
 
     @dg.asset(key=key["serving"], deps=[production], kinds={"json"}, **group)
-    def serving(context: dg.AssetExecutionContext, lake: Lake,
-                mlflow: MlflowTracker) -> dg.MaterializeResult:
+    def serving(lake: Lake, mlflow: MlflowTracker) -> dg.MaterializeResult:
         """The serving manifest inference reads: model URI, version and metrics."""
-        promoted = latest_metadata(context, key["production"])
-        version = mlflow.alias_version(name, "production")
-        if version is None:
-            raise dg.Failure(f"{name} has no production version to serve")
-        manifest = {
-            "model": name, "alias": "production", "version": version,
-            "model_uri": f"models:/{name}@production", "pinned_uri": f"models:/{name}/{version}",
-            "mlflow_run_id": promoted["mlflow_run_id"], "tracking_uri": mlflow.uri,
-            "metrics": {k: promoted[k] for k in promoted if k in {"mae", "rmse", "r2", "size_mb"}},
-            "updated_at": dt.datetime.now(dt.UTC).isoformat(),
-        }
-        lake_key = f"serving/{name}.json"
-        lake.write_json(lake_key, manifest)
-        return dg.MaterializeResult(metadata={
-            "version": version, "path": dg.MetadataValue.path(lake.uri(lake_key)),
-            "manifest": dg.MetadataValue.json(manifest),
-        })
+        manifest = serving_manifest(mlflow, name)
+        return dg.MaterializeResult(metadata=serving_metadata(lake, name, manifest))
 
     return [features, training_set, trained, evaluation, registered, production, serving]
+
+
+def production_metadata(tracker: MlflowTracker, model: str,
+                        record: dict[str, Any]) -> dict[str, Any]:
+    """Metadata of a `production` materialization, from the pipeline or the CLI."""
+    version = record["version"]
+    mv = tracker.client().get_model_version(model, version)
+    return {
+        "version": version,
+        "previous_version": record["previous_version"] or "",
+        "kind": record["kind"],
+        "reason": record["reason"],
+        "triggered_by": record["triggered_by"],
+        "model_uri": f"models:/{model}/{version}",
+        "mlflow_run_id": mv.run_id,
+        "registry_url": dg.MetadataValue.url(tracker.model_version_url(model, version)),
+        **{k: v for k, v in record.get("metrics", {}).items() if isinstance(v, int | float)},
+    }
+
+
+def serving_metadata(lake: Lake, model: str, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Write the serving manifest; metadata of the `serving` materialization."""
+    lake_key = f"serving/{model}.json"
+    lake.write_json(lake_key, manifest)
+    return {"version": manifest["version"], "path": dg.MetadataValue.path(lake.uri(lake_key)),
+            "manifest": dg.MetadataValue.json(manifest)}
 
 
 def pipeline_job(spec: ModelSpec):  # -> UnresolvedAssetJobDefinition (not exported)

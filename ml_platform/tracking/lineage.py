@@ -13,26 +13,52 @@ from ml_platform.tracking.mlflow_resource import MlflowTracker
 
 
 def _materialization_metadata(instance: dg.DagsterInstance, key: dg.AssetKey,
-                              match: dict[str, str], limit: int = 200) -> dict[str, Any] | None:
-    """Metadata of the newest materialization of `key` whose metadata contains `match`."""
-    records = instance.fetch_materializations(key, limit=limit).records
-    for record in records:
+                              match: dict[str, str], run_id: str = "",
+                              limit: int = 200) -> dict[str, Any] | None:
+    """Metadata of the materialization of `key` whose metadata contains `match`: the one made
+    in Dagster run `run_id` if there is one (content hashes repeat across runs), else the newest."""
+    found = []
+    for record in instance.fetch_materializations(key, limit=limit).records:
         mat = record.asset_materialization
         if mat is None:
             continue
         meta = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
         if all(str(meta.get(k)) == v for k, v in match.items()):
-            return {**meta, "dagster_run_id": record.run_id, "timestamp": record.timestamp}
-    return None
+            found.append({**meta, "dagster_run_id": record.run_id, "timestamp": record.timestamp})
+    return next((m for m in found if m["dagster_run_id"] == run_id), found[0] if found else None)
+
+
+def _landed_files(instance: dg.DagsterInstance, dataset: str,
+                  partitions: list[str]) -> list[dict[str, Any]]:
+    """The latest landed file of each partition, from `raw`'s materializations."""
+    if not partitions:
+        return []
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=raw_key(dataset), asset_partitions=partitions),
+        limit=len(partitions) * 4,
+    ).records
+    files: dict[str, dict[str, Any]] = {}
+    for record in records:  # newest first: the first record of a day is its latest landing
+        day = record.partition_key
+        landed = record.asset_materialization.metadata.get("landed_files")
+        if day in files or landed is None or day not in landed.value:
+            continue
+        info = landed.value[day]
+        files[day] = {"partition": day, "file": info.get("file"), "sha256": info.get("sha256"),
+                      "rows": info.get("rows"), "materialized_at": record.timestamp,
+                      "dagster_run_id": record.run_id}
+    return [files[d] for d in sorted(files)]
 
 
 def lineage(spec: ModelSpec, instance: dg.DagsterInstance, tracker: MlflowTracker,
-            alias: str = "production") -> dict[str, Any]:
-    """production alias → model version → MLflow run → Dagster run → training set → raw files."""
+            alias: str = "production", version: str | None = None) -> dict[str, Any]:
+    """alias (or version) → model version → MLflow run → Dagster run → training set →
+    features → raw partitions and landed files."""
     name = spec.name
-    version = tracker.alias_version(name, alias)
     if version is None:
-        raise LookupError(f"{name} has no version aliased {alias!r}")
+        version = tracker.alias_version(name, alias)
+        if version is None:
+            raise LookupError(f"{name} has no version aliased {alias!r}")
     client = tracker.client()
     mv = client.get_model_version(name, version)
     run = client.get_run(mv.run_id)
@@ -41,27 +67,17 @@ def lineage(spec: ModelSpec, instance: dg.DagsterInstance, tracker: MlflowTracke
     dagster_run = instance.get_run_by_id(dagster_run_id) if dagster_run_id else None
     ts_hash = tags.get("ml_platform.training_set_hash", "")
     training_set = _materialization_metadata(
-        instance, model_key(name, "training_set"), {"training_set_hash": ts_hash}) or {}
+        instance, model_key(name, "training_set"), {"training_set_hash": ts_hash},
+        dagster_run_id) or {}
     partitions: list[str] = list(training_set.get("partitions", []))
-    files = []
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=raw_key(spec.dataset.name), asset_partitions=partitions),
-        limit=max(len(partitions) * 4, 1),
-    ).records if partitions else []
-    seen = set()
-    for record in records:  # newest first: the first record of a day is its latest landing
-        day = record.partition_key
-        landed = record.asset_materialization.metadata.get("landed_files")
-        if day in seen or landed is None:
-            continue
-        seen.add(day)
-        info = landed.value.get(day, {})
-        files.append({"partition": day, "file": info.get("file"), "sha256": info.get("sha256"),
-                      "rows": info.get("rows"), "materialized_at": record.timestamp})
+    features_hash = tags.get("ml_platform.features_hash", "")
+    features = _materialization_metadata(
+        instance, model_key(name, "features"), {"content_hash": features_hash}, dagster_run_id) or {}
     return {
         "model": name,
         "alias": alias,
         "version": version,
+        "aliases": list(client.get_model_version(name, version).aliases),
         "model_uri": f"models:/{name}/{version}",
         "registry_url": tracker.model_version_url(name, version),
         "mlflow_run": {"id": mv.run_id, "url": tracker.run_url(mv.run_id),
@@ -69,11 +85,36 @@ def lineage(spec: ModelSpec, instance: dg.DagsterInstance, tracker: MlflowTracke
         "dagster_run": {"id": dagster_run_id, "url": tracker.dagster_run_url(dagster_run_id),
                         "status": dagster_run.status.value if dagster_run else "unknown"},
         "code_version": tags.get("ml_platform.code_version"),
-        "training_set_hash": ts_hash,
-        "features_hash": tags.get("ml_platform.features_hash"),
+        "training_set": {"hash": ts_hash, "dagster_run_id": training_set.get("dagster_run_id"),
+                         "materialized_at": training_set.get("timestamp")},
+        "features": {"hash": features_hash, "dagster_run_id": features.get("dagster_run_id"),
+                     "materialized_at": features.get("timestamp")},
         "partitions": partitions,
-        "raw_files": sorted(files, key=lambda f: f["partition"]),
+        "raw_files": _landed_files(instance, spec.dataset.name, partitions),
     }
+
+
+def trained_on(day: str, dataset: str, specs: list[ModelSpec], instance: dg.DagsterInstance,
+               tracker: MlflowTracker) -> dict[str, Any]:
+    """The reverse question: which model versions were trained on `dataset`'s `day`?"""
+    client, versions = tracker.client(), []
+    for spec in (s for s in specs if s.dataset.name == dataset):
+        production = tracker.alias_version(spec.name, "production")
+        partitions_of: dict[str, list[str]] = {}
+        for mv in client.search_model_versions(f"name = '{spec.name}'"):
+            ts_hash = client.get_run(mv.run_id).data.tags.get("ml_platform.training_set_hash", "")
+            if ts_hash not in partitions_of:
+                meta = _materialization_metadata(
+                    instance, model_key(spec.name, "training_set"), {"training_set_hash": ts_hash})
+                partitions_of[ts_hash] = list((meta or {}).get("partitions", []))
+            if day in partitions_of[ts_hash]:
+                versions.append({"model": spec.name, "version": mv.version,
+                                 "in_production": mv.version == production,
+                                 "aliases": list(mv.aliases), "mlflow_run_id": mv.run_id})
+    versions.sort(key=lambda v: (v["model"], int(v["version"])))
+    return {"dataset": dataset, "partition": day,
+            "landed_file": next(iter(_landed_files(instance, dataset, [day])), None),
+            "model_versions": versions}
 
 
 def render(chain: dict[str, Any]) -> str:
@@ -81,13 +122,16 @@ def render(chain: dict[str, Any]) -> str:
     parts = chain["partitions"]
     span = f"{parts[0]}..{parts[-1]} ({len(parts)} days)" if parts else "none recorded"
     lines = [
-        f"{chain['model']}@{chain['alias']} -> v{chain['version']} ({chain['model_uri']})",
+        f"{chain['model']} v{chain['version']} [{', '.join(chain['aliases']) or 'no alias'}]"
+        f" ({chain['model_uri']})",
         f"  -> MLflow run {chain['mlflow_run']['id']}  {chain['mlflow_run']['url']}",
         f"  -> Dagster run {chain['dagster_run']['id']} [{chain['dagster_run']['status']}]"
         f"  {chain['dagster_run']['url']}",
         f"  -> code version {chain['code_version']}",
-        f"  -> training set {chain['training_set_hash'][:16]}"
-        f"  features {(chain['features_hash'] or '')[:16]}",
+        f"  -> training set {chain['training_set']['hash'][:16]}"
+        f"  (Dagster run {chain['training_set']['dagster_run_id']})",
+        f"  -> features {chain['features']['hash'][:16]}"
+        f"  (Dagster run {chain['features']['dagster_run_id']})",
         f"  -> raw partitions {span}",
     ]
     lines += [f"       {f['partition']}  {f['file']}  ({f['rows']} rows)" for f in chain["raw_files"][:3]]

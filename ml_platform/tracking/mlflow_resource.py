@@ -7,10 +7,8 @@ run per *training materialization*, created before the training process starts.
 
 from __future__ import annotations
 
-import json
 import os
-import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
@@ -20,13 +18,6 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
     from mlflow.entities.model_registry import ModelVersion
-
-PROMOTION_TAG_PREFIX = "ml_platform.promotion."
-
-
-class PromotionConflict(RuntimeError):
-    """The production alias moved between evaluation and promotion."""
-
 
 class MlflowTracker(dg.ConfigurableResource):
     """Runs, registry and aliases on one MLflow tracking server."""
@@ -124,29 +115,3 @@ class MlflowTracker(dg.ConfigurableResource):
 
     def set_alias(self, model: str, alias: str, version: str) -> None:
         self.client().set_registered_model_alias(model, alias, version)
-
-    def promote(self, model: str, version: str, *, expected_current: str | None,
-                record: dict[str, Any], alias: str = "production") -> dict[str, Any]:
-        """Move `alias` to `version` if it still points at `expected_current`, then write a
-        promotion record. Raises PromotionConflict when the alias moved in between."""
-        current = self.alias_version(model, alias)
-        if current != expected_current:
-            raise PromotionConflict(
-                f"{model}@{alias} is v{current}, not v{expected_current} as seen at evaluation; "
-                "re-evaluate against the new champion before promoting"
-            )
-        self.set_alias(model, alias, version)
-        full = {"model": model, "alias": alias, "version": version,
-                "previous_version": current, "at": time.time(), **record}
-        client = self.client()
-        client.set_registered_model_tag(
-            model, f"{PROMOTION_TAG_PREFIX}{int(full['at'] * 1000)}",
-            json.dumps(full, default=str, separators=(",", ":")),
-        )
-        client.set_model_version_tag(model, version, "ml_platform.promoted_to", alias)
-        return full
-
-    def promotions(self, model: str) -> list[dict[str, Any]]:
-        """Every promotion record of `model`, oldest first."""
-        tags = self.client().get_registered_model(model).tags
-        return [json.loads(v) for k, v in sorted(tags.items()) if k.startswith(PROMOTION_TAG_PREFIX)]

@@ -77,7 +77,7 @@ def test_calendar_features(features: pd.DataFrame) -> None:
 
 
 def test_unknown_builder_raises() -> None:
-    with pytest.raises(ValueError, match="unknown feature builder 'nope'.*bookings"):
+    with pytest.raises(ValueError, match=r"unknown feature builder 'nope'.*bookings"):
         feature_columns("nope")
     with pytest.raises(ValueError, match="unknown feature builder 'nope'"):
         build_features("nope", pd.DataFrame(), key=KEY, date_column=DATE, target=TARGET)

@@ -8,71 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass
-from pathlib import Path
 
-import dagster as dg
 import pytest
 
-from ml_platform.pipeline.build import build_definitions
 from ml_platform.pipeline.datasets import validated_key, validated_lake_key
-from ml_platform.pipeline.execute import (
-    prepare_dagster_home,
-    register_landed_days,
-    run_model_pipeline,
-)
 from ml_platform.pipeline.models import model_key
-from ml_platform.specs import ModelSpec, load_specs
-from ml_platform.storage.landing import LandingZone
-from ml_platform.storage.simulate import land_days
-from ml_platform.tracking.mlflow_resource import MlflowTracker
-
-START = dt.date(2026, 3, 1)
-DAYS = 6
-
-
-@dataclass
-class Platform:
-    home: Path
-    instance: dg.DagsterInstance
-    spec: ModelSpec
-    tracker: MlflowTracker
-
-    def run(self, spec: ModelSpec | None = None, *, force: bool = False
-            ) -> dg.ExecuteInProcessResult:
-        spec = spec or self.spec
-        return run_model_pipeline(build_definitions([spec]), spec, self.instance,
-                                  force_retrain=force, log_level="WARNING")
-
-    def land(self, start: dt.date, days: int, corruption: str | None = None) -> None:
-        land_days(LandingZone(), self.spec.dataset, start, days, corruption=corruption,
-                  damaged_column=self.spec.training.target)
-        register_landed_days(self.instance, LandingZone(), self.spec.dataset.name)
-
-    def production(self) -> str | None:
-        return self.tracker.alias_version(self.spec.name, "production")
-
-    def materialized(self, result: dg.ExecuteInProcessResult, stage: str) -> bool:
-        key = model_key(self.spec.name, stage)
-        return any(e.asset_key == key for e in result.get_asset_materialization_events()
-                   if e.event_specific_data is not None)
-
-
-def _small_spec(name: str, **training: object) -> ModelSpec:
-    base = next(s for s in load_specs() if s.name == "listing_price")
-    return base.model_copy(update={
-        "name": name, "training": base.training.model_copy(update={"epochs": 6, **training}),
-    })
-
-
-@pytest.fixture(scope="module")
-def platform(platform_home: Path, request: pytest.FixtureRequest) -> Platform:
-    name = f"listing_price_e2e_{abs(hash(request.node.nodeid)) % 10**6}"
-    prepare_dagster_home()  # the repository's dagster.yaml, as the CLI uses it
-    instance = dg.DagsterInstance.get()
-    p = Platform(platform_home, instance, _small_spec(name), MlflowTracker())
-    p.land(START, DAYS)
-    return p
+from ml_platform_tests.pipeline.conftest import DAYS, START, Platform, small_spec
 
 
 def test_whole_graph_reaches_production(platform: Platform) -> None:
@@ -121,7 +62,7 @@ def test_rerun_without_changes_registers_nothing_new(platform: Platform) -> None
 
 
 def test_weak_model_is_registered_but_not_promoted(platform: Platform) -> None:
-    weak = _small_spec(platform.spec.name, shuffle_labels=True)
+    weak = small_spec(platform.spec.name, shuffle_labels=True)
     result = platform.run(weak, force=True)
     assert result.success
     client = platform.tracker.client()

@@ -1,0 +1,134 @@
+"""Moving `production`: compare-and-set under a registry lock, with a record of every move.
+
+MLflow keeps no alias history and has no compare-and-set, so this module adds both on top of
+the registry alone (no extra database): a lock that is an MLflow registered model (its creation
+is atomic on the server), and one registered-model tag per promotion or rollback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import getpass
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from ml_platform.tracking.mlflow_resource import MlflowTracker
+
+PRODUCTION = "production"
+RECORD_TAG_PREFIX = "ml_platform.promotion."
+LOCK_PREFIX = "ml_platform-lock-"
+LOCK_TTL_S = 120.0
+
+
+class PromotionConflict(RuntimeError):
+    """The alias moved since the caller looked at it, or another promotion holds the lock."""
+
+
+def actor() -> str:
+    """Who is acting: `user@host` for people, overridable for automation."""
+    return os.environ.get("ML_PLATFORM_ACTOR") or f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+@contextlib.contextmanager
+def registry_lock(tracker: MlflowTracker, model: str, *, wait_s: float = 10.0) -> Iterator[None]:
+    """Hold the promotion lock of `model` for the duration of the block.
+
+    A lock older than LOCK_TTL_S is taken to be left by a crashed holder and is broken.
+    """
+    from mlflow.exceptions import MlflowException
+
+    client, name = tracker.client(), f"{LOCK_PREFIX}{model}"
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            client.create_registered_model(
+                name, tags={"acquired_at": str(time.time()), "holder": f"{actor()}:{os.getpid()}"},
+                description=f"promotion lock of {model}: held while its production alias moves",
+            )
+            break
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        with contextlib.suppress(MlflowException):  # released between our two calls: retry
+            held = client.get_registered_model(name).tags
+            if time.time() - float(held.get("acquired_at", 0)) > LOCK_TTL_S:
+                client.delete_registered_model(name)
+                continue
+            if time.monotonic() > deadline:
+                raise PromotionConflict(
+                    f"another promotion of {model} holds the lock ({held.get('holder')})")
+        time.sleep(0.1)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(MlflowException):
+            client.delete_registered_model(name)
+
+
+def move_alias(tracker: MlflowTracker, model: str, version: str, *, expected_current: str | None,
+               kind: str, reason: str, triggered_by: str, details: dict[str, Any] | None = None,
+               alias: str = PRODUCTION, lock_wait_s: float = 10.0) -> dict[str, Any]:
+    """Point `alias` at `version` if it still points at `expected_current`; record the move.
+
+    Raises PromotionConflict when it does not: the caller decided on stale information.
+    """
+    client = tracker.client()
+    with registry_lock(tracker, model, wait_s=lock_wait_s):
+        current = tracker.alias_version(model, alias)
+        if current != expected_current:
+            raise PromotionConflict(
+                f"{model}@{alias} is v{current}, not v{expected_current} as seen when this "
+                f"{kind} was decided; re-evaluate against the current version first"
+            )
+        if current == version:
+            raise PromotionConflict(f"{model}@{alias} is already v{version}")
+        client.get_model_version(model, version)  # fails clearly on a version that doesn't exist
+        client.set_registered_model_alias(model, alias, version)
+        now = time.time()
+        record = {
+            "kind": kind, "model": model, "alias": alias, "version": version,
+            "previous_version": current, "reason": reason, "triggered_by": triggered_by,
+            "at": dt.datetime.fromtimestamp(now, dt.UTC).isoformat(), **(details or {}),
+        }
+        client.set_registered_model_tag(
+            model, f"{RECORD_TAG_PREFIX}{int(now * 1000):015d}",
+            json.dumps(record, default=str, separators=(",", ":")),
+        )
+        client.set_model_version_tag(model, version, "ml_platform.promotion_status", f"{alias} ({kind})")
+    return record
+
+
+def history(tracker: MlflowTracker, model: str) -> list[dict[str, Any]]:
+    """Every promotion and rollback of `model`, oldest first."""
+    tags = tracker.client().get_registered_model(model).tags
+    return [json.loads(v) for k, v in sorted(tags.items()) if k.startswith(RECORD_TAG_PREFIX)]
+
+
+def rollback_target(tracker: MlflowTracker, model: str) -> str:
+    """The version production pointed at before its current one."""
+    current = tracker.alias_version(model, PRODUCTION)
+    for record in reversed(history(tracker, model)):
+        if record["version"] == current and record.get("previous_version"):
+            return str(record["previous_version"])
+    raise LookupError(f"{model} has no earlier production version to roll back to")
+
+
+def serving_manifest(tracker: MlflowTracker, model: str) -> dict[str, Any]:
+    """What inference reads: the production version, its URIs and test metrics."""
+    version = tracker.alias_version(model, PRODUCTION)
+    if version is None:
+        raise LookupError(f"{model} has no production version to serve")
+    mv = tracker.client().get_model_version(model, version)
+    metrics = tracker.client().get_run(mv.run_id).data.metrics
+    return {
+        "model": model, "alias": PRODUCTION, "version": version,
+        "model_uri": f"models:/{model}@{PRODUCTION}", "pinned_uri": f"models:/{model}/{version}",
+        "mlflow_run_id": mv.run_id,
+        "metrics": {k.removeprefix("test_"): v for k, v in metrics.items() if k.startswith("test_")},
+        "updated_at": dt.datetime.now(dt.UTC).isoformat(),
+    }
