@@ -1,6 +1,7 @@
 """Data-quality checks of one landed day against its dataset's declared columns.
 
-Pure functions over a DataFrame: the pipeline turns each outcome into a blocking asset check.
+Pure functions over a DataFrame: the pipeline turns each outcome into an asset check, blocking
+for `error` severity; `warn` outcomes are shown but let the data through.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from pandas.api import types as ptypes
 
 from ml_platform.specs import ColumnSpec, DatasetSpec
 
-CHECK_NAMES = ("schema", "nulls", "ranges", "duplicates", "completeness")
+CHECK_NAMES = ("schema", "nulls", "ranges", "duplicates", "completeness", "unexpected_columns")
+WARN_CHECKS = frozenset({"unexpected_columns"})
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,11 @@ class CheckOutcome:
     passed: bool
     description: str
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def blocks(self) -> bool:
+        """Whether this outcome keeps the day out of the lake."""
+        return not self.passed and self.name not in WARN_CHECKS
 
 
 def _dtype_ok(series: pd.Series, spec: ColumnSpec) -> bool:
@@ -131,6 +138,14 @@ def check_completeness(frame: pd.DataFrame, spec: DatasetSpec, expected: int) ->
     return CheckOutcome("completeness", True, f"{len(frame)} of {expected} expected rows", meta)
 
 
+def check_unexpected_columns(frame: pd.DataFrame, spec: DatasetSpec) -> CheckOutcome:
+    extra = [c for c in frame.columns if c not in spec.columns]
+    if extra:
+        return CheckOutcome("unexpected_columns", False,
+                            f"unexpected column(s) {extra}: ignored downstream", {"extra": extra})
+    return CheckOutcome("unexpected_columns", True, "no unexpected columns", {})
+
+
 def validate(
     frame: pd.DataFrame, spec: DatasetSpec, *, day: dt.date | None, expected_rows: int
 ) -> list[CheckOutcome]:
@@ -141,4 +156,5 @@ def validate(
         check_ranges(frame, spec, day),
         check_duplicates(frame, spec),
         check_completeness(frame, spec, expected_rows),
+        check_unexpected_columns(frame, spec),
     ]

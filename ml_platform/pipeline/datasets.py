@@ -11,7 +11,7 @@ import dagster as dg
 import pandas as pd
 import pyarrow.parquet as pq
 
-from ml_platform.ml.validation import CHECK_NAMES, CheckOutcome, validate
+from ml_platform.ml.validation import CHECK_NAMES, WARN_CHECKS, CheckOutcome, validate
 from ml_platform.pipeline.partitions import day_partitions
 from ml_platform.specs import DatasetSpec
 from ml_platform.storage.lake import Lake
@@ -23,6 +23,7 @@ _CHECK_DESCRIPTIONS = {
     "ranges": "Values within declared min/max; rows dated inside their partition.",
     "duplicates": "The key column is unique within the day.",
     "completeness": "Landed rows / expected rows (from the manifest) above the threshold.",
+    "unexpected_columns": "Columns the spec does not declare (a warning: they are ignored).",
 }
 
 
@@ -67,7 +68,7 @@ def _combine(name: str, by_day: dict[str, list[CheckOutcome]]) -> dg.AssetCheckR
     return dg.AssetCheckResult(
         check_name=name,
         passed=not failed,
-        severity=dg.AssetCheckSeverity.ERROR,
+        severity=dg.AssetCheckSeverity.WARN if name in WARN_CHECKS else dg.AssetCheckSeverity.ERROR,
         description=text,
         metadata={"failed_days": dg.MetadataValue.json(
             {day: {"description": o.description, **o.metadata} for day, o in failed.items()}
@@ -112,7 +113,7 @@ def dataset_assets(ds: DatasetSpec) -> list[dg.AssetsDefinition]:
         deps=[raw.key],
         kinds={"parquet"},
         check_specs=[
-            dg.AssetCheckSpec(name, asset=validated_key(ds.name), blocking=True,
+            dg.AssetCheckSpec(name, asset=validated_key(ds.name), blocking=name not in WARN_CHECKS,
                               description=_CHECK_DESCRIPTIONS[name])
             for name in CHECK_NAMES
         ],
@@ -130,12 +131,12 @@ def dataset_assets(ds: DatasetSpec) -> list[dg.AssetsDefinition]:
             expected = int(manifest.get("expected_rows", ds.rows_per_day))
             outcomes = validate(frame, ds, day=dt.date.fromisoformat(day), expected_rows=expected)
             by_day[day] = outcomes
-            if all(o.passed for o in outcomes):
-                lake.write_parquet(validated_lake_key(ds.name, day), frame)
+            if not any(o.blocks for o in outcomes):
+                lake.write_parquet(validated_lake_key(ds.name, day), frame[list(ds.columns)])
                 stored.append(day)
             else:
                 rejected.append(day)
-                failed = [f"{o.name}: {o.description}" for o in outcomes if not o.passed]
+                failed = [f"{o.name}: {o.description}" for o in outcomes if o.blocks]
                 context.log.error(
                     f"{ds.name} {day} ({landing.path(ds.name, day)}) failed validation, "
                     f"not stored: " + "; ".join(failed)

@@ -101,7 +101,7 @@ CASES = [
          "completeness", ("850 of 1000", "short by 150")),
     Case("over_delivered_day_is_complete", lambda f: f.head(850), frozenset(),
          "completeness", ("850 of 800",), expected_rows=800),
-    Case("extra_unexpected_column", _with_extra_column, frozenset(),
+    Case("extra_unexpected_column", _with_extra_column, frozenset({"unexpected_columns"}),
          "schema", ("surprise", "extra")),
 ]
 
