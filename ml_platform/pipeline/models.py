@@ -152,7 +152,11 @@ def model_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
                 pip_requirements=[f"torch=={installed_version('torch').split('+')[0]}",
                                   f"mlflow=={installed_version('mlflow')}"],
             )
-            summary = trainer.train(context, request, env={"MLFLOW_TRACKING_URI": mlflow.uri})
+            summary = trainer.train(context, request, env={
+                "MLFLOW_TRACKING_URI": mlflow.uri,
+                # MLflow prints run URLs as given, credentials included: links go in metadata.
+                "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+            })
             model_uri, reused = summary.pop("model_uri"), False
         return dg.MaterializeResult(metadata={
             "mlflow_run_id": run_id,

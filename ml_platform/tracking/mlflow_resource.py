@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
 
 import dagster as dg
 
@@ -35,6 +36,14 @@ class MlflowTracker(dg.ConfigurableResource):
             )
         return uri.rstrip("/")
 
+    @property
+    def public_uri(self) -> str:
+        """The tracking URI without credentials: the only form put in links and metadata."""
+        parts = urlsplit(self.uri)
+        host = parts.hostname or ""
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        return urlunsplit(parts._replace(netloc=netloc)) if parts.netloc else self.uri
+
     def client(self) -> MlflowClient:
         from mlflow import MlflowClient
 
@@ -57,10 +66,10 @@ class MlflowTracker(dg.ConfigurableResource):
 
     def run_url(self, run_id: str) -> str:
         run = self.client().get_run(run_id)
-        return f"{self.uri}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
+        return f"{self.public_uri}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
 
     def model_version_url(self, model: str, version: str) -> str:
-        return f"{self.uri}/#/models/{model}/versions/{version}"
+        return f"{self.public_uri}/#/models/{model}/versions/{version}"
 
     def dagster_run_url(self, run_id: str) -> str:
         return f"{self.dagster_url.rstrip('/')}/runs/{run_id}"
