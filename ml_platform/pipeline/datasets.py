@@ -112,6 +112,7 @@ def dataset_assets(ds: DatasetSpec) -> list[dg.AssetsDefinition]:
         key=validated_key(ds.name),
         deps=[raw.key],
         kinds={"parquet"},
+        freshness_policy=_freshness(ds.freshness.warn_hours, ds.freshness.fail_hours),
         check_specs=[
             dg.AssetCheckSpec(name, asset=validated_key(ds.name), blocking=name not in WARN_CHECKS,
                               description=_CHECK_DESCRIPTIONS[name])

@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
 from ml_platform import settings
+from ml_platform.pipeline.datasets import raw_key
 from ml_platform.pipeline.models import model_key
 from ml_platform.pipeline.partitions import day_partitions
+from ml_platform.pipeline.sensors import partition_range_tags, retrain_job_name
 from ml_platform.specs import ModelSpec
 from ml_platform.storage.landing import LandingZone
 
@@ -63,3 +66,65 @@ def run_model_pipeline(defs: dg.Definitions, spec: ModelSpec, instance: dg.Dagst
         },
         raise_on_error=False,
     )
+
+
+def _last_ingested(instance: dg.DagsterInstance, dataset: str) -> dict[str, float]:
+    """When each day of `dataset` was last copied from the landing zone (by `raw`)."""
+    latest: dict[str, float] = {}
+    cursor = None
+    while True:  # newest first, a page at a time (the event log caps a page at 10,000)
+        page = instance.fetch_materializations(raw_key(dataset), limit=10_000, cursor=cursor)
+        for record in page.records:
+            if record.partition_key and record.partition_key not in latest:
+                latest[record.partition_key] = record.timestamp
+        if not page.has_more:
+            return latest
+        cursor = page.cursor
+
+
+def due_days(instance: dg.DagsterInstance, landing: LandingZone, dataset: str) -> list[str]:
+    """Landed days never ingested, or landed again since they were."""
+    ingested = _last_ingested(instance, dataset)
+    return sorted(d for d, mtime in landing.listing(dataset).items()
+                  if d not in ingested or mtime > ingested[d])
+
+
+def ingest(defs: dg.Definitions, dataset: str, instance: dg.DagsterInstance,
+           landing: LandingZone) -> dict[str, Any]:
+    """The landing sensor's work, once and synchronously: register landed days, validate the
+    due ones and retrain, gate and promote every model downstream. Returns what happened."""
+    register_landed_days(instance, landing, dataset)
+    days = due_days(instance, landing, dataset)
+    report: dict[str, Any] = {"dataset": dataset, "days": days, "run_id": None}
+    if not days:
+        return {**report, "success": True, "note": "nothing new in the landing zone"}
+    ordered = instance.get_dynamic_partitions(day_partitions(dataset).name)
+    result = defs.resolve_job_def(retrain_job_name(dataset)).execute_in_process(
+        instance=instance, raise_on_error=False,
+        tags={**partition_range_tags(ordered, days), "ml_platform/trigger": "ingest"},
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+    )
+    materialized = sorted({e.asset_key.to_user_string()
+                           for e in result.get_asset_materialization_events()})
+    promoted = [
+        {"model": e.asset_key.path[0],
+         **{k: getattr(v, "value", v) for k, v in e.materialization.metadata.items()
+            if k in ("version", "previous_version", "reason")}}
+        for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == "production"
+    ]
+    return {
+        **report,
+        "run_id": result.run_id,
+        "success": result.success,
+        "materialized": materialized,
+        "failed_checks": [
+            {"asset": e.asset_key.to_user_string(), "check": e.check_name,
+             "severity": e.severity.value, "description": e.description}
+            for e in result.get_asset_check_evaluations() if not e.passed
+        ],
+        "failed_steps": [
+            {"step": e.step_key, "error": e.step_failure_data.error.message.strip()}
+            for e in result.all_events if e.is_step_failure and e.step_failure_data.error
+        ],
+        "promoted": promoted,
+    }

@@ -39,6 +39,10 @@ class LandingZone(dg.ConfigurableResource):
             return []
         return sorted(m.group(1) for p in folder.iterdir() if (m := _DAY_FILE.match(p.name)))
 
+    def listing(self, dataset: str) -> dict[str, float]:
+        """Landed days of `dataset` with the time each file was last written (epoch seconds)."""
+        return {day: self.path(dataset, day).stat().st_mtime for day in self.days(dataset)}
+
     def manifest(self, dataset: str, day: str) -> dict[str, Any] | None:
         path = self.path(dataset, day).with_suffix(".json")
         if not path.exists():

@@ -27,17 +27,23 @@ def default_start(days: int, today: dt.date | None = None) -> dt.date:
 
 def land_days(landing: LandingZone, ds: DatasetSpec, start: dt.date, days: int, *,
               corruption: str | None = None, damaged_column: str | None = None,
+              incomplete: float | None = None, late: bool = False,
               overwrite: bool = False) -> list[Landed]:
     """Generate and land `days` consecutive days of `ds` from `start`, each with a manifest.
 
-    Existing days are kept unless `overwrite` (re-running a simulation is a no-op); a
-    `corruption` (see `ml.data.CORRUPTIONS`) damages `damaged_column` and always overwrites.
+    Existing days are kept unless `overwrite` (re-running a simulation is a no-op). Drills,
+    applied to the last day only: a `corruption` (see `ml.data.CORRUPTIONS`) damages
+    `damaged_column`; `incomplete` lands only that fraction of its rows (the manifest still
+    expects all); `late` holds it back (land it later without `--late`). Drills overwrite.
     """
     out = []
-    for offset in range(days):
+    for offset in range(days - 1 if late else days):
         day = start + dt.timedelta(days=offset)
+        last = offset == days - 1
         frame = generate(ds.generator, day, ds.rows_per_day)
-        if corruption:
+        if last and incomplete is not None:
+            frame = frame.head(int(len(frame) * incomplete))
+        if last and corruption:
             if damaged_column is None:
                 raise ValueError("a corruption needs the column to damage")
             frame = corrupt(frame, corruption, key=ds.key, target=damaged_column)
@@ -46,8 +52,8 @@ def land_days(landing: LandingZone, ds: DatasetSpec, start: dt.date, days: int, 
             "expected_rows": ds.rows_per_day, "generator": ds.generator,
             "sha256_of_values": hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest(),
         }
-        path = landing.land(ds.name, day, frame, manifest,
-                            overwrite=overwrite or corruption is not None)
+        drill = last and (corruption is not None or incomplete is not None)
+        path = landing.land(ds.name, day, frame, manifest, overwrite=overwrite or drill)
         out.append(Landed(day, landing.path(ds.name, day.isoformat()), len(frame), path is not None))
     return out
 

@@ -1,0 +1,70 @@
+"""Automation besides the landing sensors: a daily fallback schedule per dataset, freshness
+checks the daemon evaluates, and a run-failure sensor that alerts."""
+
+import warnings
+from collections.abc import Sequence
+from datetime import timedelta
+
+import dagster as dg
+
+from ml_platform.pipeline.datasets import raw_key, validated_key
+from ml_platform.pipeline.models import model_key
+from ml_platform.pipeline.notifications import Notifier
+from ml_platform.pipeline.partitions import day_partitions
+from ml_platform.pipeline.sensors import retrain_job_name
+from ml_platform.specs import DatasetSpec, ModelSpec
+
+
+def daily_schedule(ds: DatasetSpec, cron: str = "0 6 * * *") -> dg.ScheduleDefinition:
+    """Retrain on the newest landed day every morning, in case no sensor did: with unchanged
+    data and code the training is reused and nothing new is registered."""
+
+    @dg.schedule(name=f"{ds.name}_daily", cron_schedule=cron, job_name=retrain_job_name(ds.name),
+                 default_status=dg.DefaultScheduleStatus.RUNNING, execution_timezone="UTC")
+    def _schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+        days = context.instance.get_dynamic_partitions(day_partitions(ds.name).name)
+        if not days:
+            return dg.SkipReason(f"no landed days of {ds.name} yet")
+        return dg.RunRequest(partition_key=days[-1], tags={"ml_platform/trigger": "schedule"})
+
+    return _schedule
+
+
+def freshness_checks(specs: Sequence[ModelSpec], datasets: Sequence[DatasetSpec]
+                     ) -> list[dg.AssetChecksDefinition]:
+    """Last-update checks on raw and validated data and on each production model: they fail
+    (and the UI shows the asset as stale) when nothing new arrived within the fail window."""
+    checks: list[dg.AssetChecksDefinition] = []
+    # Superseded by FreshnessPolicy (which the assets carry too), but only these checks put a
+    # pass/fail with a reason next to the asset that the tests and the CLI can read.
+    warnings.filterwarnings("ignore", category=dg.SupersessionWarning, module=__name__)
+    for ds in datasets:
+        checks += dg.build_last_update_freshness_checks(
+            assets=[raw_key(ds.name), validated_key(ds.name)],
+            lower_bound_delta=timedelta(hours=ds.freshness.fail_hours),
+        )
+    for spec in specs:
+        checks += dg.build_last_update_freshness_checks(
+            assets=[model_key(spec.name, "production")],
+            lower_bound_delta=timedelta(hours=spec.freshness.fail_hours),
+        )
+    return checks
+
+
+def freshness_sensor(checks: Sequence[dg.AssetChecksDefinition]) -> dg.SensorDefinition:
+    return dg.build_sensor_for_freshness_checks(
+        freshness_checks=checks, default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=60,
+    )
+
+
+@dg.run_failure_sensor(name="alert_on_run_failure", default_status=dg.DefaultSensorStatus.RUNNING,
+                       monitor_all_code_locations=False)
+def alert_on_run_failure(context: dg.RunFailureSensorContext, notifier: Notifier) -> None:
+    """Every failed run: logged, and posted to the notifier's webhook when it has one."""
+    run = context.dagster_run
+    notifier.notify(
+        f"ml_platform run failed: {run.job_name}",
+        {"run_id": run.run_id, "job": run.job_name, "tags": dict(run.tags),
+         "error": context.failure_event.message},
+    )
