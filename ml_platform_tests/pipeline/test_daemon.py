@@ -1,0 +1,126 @@
+"""End to end with the real daemon: `dagster-daemon` and `mlflow server` run as processes; files
+land in the landing folder; the landing sensor registers them and launches the retrain run
+(a real run worker process, which starts the real training process); a new model version is
+registered and promoted; a corrupt day then fails its blocking check, production stays, and the
+daemon keeps running. The spec is the shipped one with fewer epochs and short sensor timings."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+import yaml
+
+from ml_platform.specs.model_spec import SPEC_DIR
+from ml_platform.storage.landing import LandingZone
+from ml_platform.storage.simulate import land_days
+from ml_platform.tracking.mlflow_resource import MlflowTracker
+from ml_platform.tracking.server import MlflowServer
+
+START = dt.date(2026, 4, 1)
+MODEL = "listing_price"
+
+
+def _wait(what: str, condition: Callable[[], Any], daemon: dict[str, Any],
+          timeout: float = 240) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if daemon["process"].poll() is not None:
+            raise AssertionError((daemon["home"] / "daemon.log").read_text()[-3000:])
+        if value := condition():
+            return value
+        time.sleep(1)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory, mlflow_server: MlflowServer
+           ) -> Iterator[dict[str, Any]]:
+    home = tmp_path_factory.mktemp("daemon_home")
+    specs = home / "specs"
+    specs.mkdir()
+    spec = yaml.safe_load((SPEC_DIR / f"{MODEL}.yaml").read_text())
+    spec["training"]["epochs"] = 5
+    spec["dataset"].update(sensor_interval_seconds=2, debounce_seconds=3)
+    spec["promotion"]["champion_tolerance"] = 5.0
+    (specs / f"{MODEL}.yaml").write_text(yaml.safe_dump(spec))
+    (home / "dagster").mkdir()
+    shutil.copyfile(Path(__file__).parents[2] / "dagster.yaml", home / "dagster" / "dagster.yaml")
+    env = {**os.environ, "ML_PLATFORM_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"),
+           "ML_PLATFORM_SPEC_DIR": str(specs), "MLFLOW_TRACKING_URI": mlflow_server.url}
+    saved = {k: os.environ.get(k) for k in ("ML_PLATFORM_HOME", "DAGSTER_HOME")}
+    os.environ.update({k: env[k] for k in saved})
+    with (home / "daemon.log").open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dagster._daemon", "run", "-m", "ml_platform.definitions"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        yield {"home": home, "process": process, "instance": dg.DagsterInstance.get(),
+               "tracker": MlflowTracker(tracking_uri=mlflow_server.url), "spec_dir": specs}
+    finally:
+        os.killpg(process.pid, 15)
+        process.wait(timeout=60)
+        for k, v in saved.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+
+
+def _land(daemon: dict[str, Any], start: dt.date, days: int, corruption: str | None = None) -> None:
+    from ml_platform.specs import load_specs
+
+    (spec,) = load_specs(daemon["spec_dir"])
+    land_days(LandingZone(root=str(daemon["home"] / "landing")), spec.dataset, start, days,
+              corruption=corruption, damaged_column=spec.training.target)
+
+
+def _runs_for(instance: dg.DagsterInstance, day: dt.date) -> list[dg.DagsterRun]:
+    runs = instance.get_runs(dg.RunsFilter(job_name="bookings_retrain"))
+    return [r for r in runs if day.isoformat() in r.tags.get("ml_platform/days", "")]
+
+
+def _finished(instance: dg.DagsterInstance, day: dt.date) -> dg.DagsterRun | None:
+    runs = _runs_for(instance, day)
+    return runs[0] if runs and runs[0].is_finished else None
+
+
+def test_sensor_retrains_promotes_and_stops_bad_data(daemon: dict[str, Any]) -> None:
+    instance, tracker, process = daemon["instance"], daemon["tracker"], daemon["process"]
+
+    _land(daemon, START, 5)  # a burst of five files: one run
+    first = _wait("the first retrain run", lambda: _finished(instance, START), daemon)
+    assert first.status == dg.DagsterRunStatus.SUCCESS, (daemon["home"] / "daemon.log").read_text()
+    assert len(_runs_for(instance, START)) == 1
+    assert tracker.alias_version(MODEL, "production") == "1"
+    assert first.tags["dagster/asset_partition_range_end"] == (START + dt.timedelta(4)).isoformat()
+
+    new_day = START + dt.timedelta(days=5)
+    _land(daemon, new_day, 1)
+    second = _wait("the new day's run", lambda: _finished(instance, new_day), daemon)
+    assert second.status == dg.DagsterRunStatus.SUCCESS
+    version = tracker.client().get_model_version(MODEL, "2")
+    assert version.tags["dagster.run_id"] == second.run_id
+    assert tracker.alias_version(MODEL, "production") == "2"
+
+    bad_day = START + dt.timedelta(days=6)
+    _land(daemon, bad_day, 1, corruption="missing_column")
+    third = _wait("the bad day's run", lambda: _finished(instance, bad_day), daemon)
+    assert third.status == dg.DagsterRunStatus.FAILURE
+    records = instance.get_records_for_run(third.run_id).records
+    failed = [r.event_log_entry.dagster_event.event_specific_data for r in records
+              if r.event_log_entry.dagster_event
+              and r.event_log_entry.dagster_event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+              and not r.event_log_entry.dagster_event.event_specific_data.passed]
+    schema = next(e for e in failed if e.check_name == "schema")
+    assert bad_day.isoformat() in schema.description and "nightly_price" in schema.description
+    assert tracker.alias_version(MODEL, "production") == "2"
+    assert len(tracker.client().search_model_versions(f"name = '{MODEL}'")) == 2
+    assert process.poll() is None  # the daemon is still running
