@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 
 from ml_platform import settings
@@ -38,10 +39,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     spec = _spec_for_dataset(args.dataset)
     start = dt.date.fromisoformat(args.start) if args.start else default_start(args.days)
     landed = land_days(LandingZone(), spec.dataset, start, args.days, corruption=args.corrupt,
-                       damaged_column=spec.training.target, overwrite=args.overwrite)
+                       damaged_column=spec.training.target, overwrite=args.overwrite,
+                       incomplete=args.incomplete, late=args.late)
     for item in landed:
         state = "landed" if item.written else "exists"
         print(f"{state:7s} {item.day}  {item.path}  ({item.rows} rows)")
+    if args.late:
+        held = start + dt.timedelta(days=args.days - 1)
+        print(f"late    {held}  held back: land it later with --start {held} --days 1")
     return 0
 
 
@@ -76,7 +81,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(f"{ds.name}: {sum(x.written for x in landed)} day(s) landed, "
                   f"{sum(not x.written for x in landed)} already there")
             register_landed_days(instance, landing, ds.name)
-        server.wait_ready()
+        # No wait for the server here: raw → training_set need no MLflow and run while it
+        # boots; the first step that talks to it waits for it (MlflowTracker.client).
         os.environ["MLFLOW_TRACKING_URI"] = server.url
         defs = build_definitions(specs)
         tracker = MlflowTracker()
@@ -102,7 +108,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
               "`make dev` opens the Dagster and MLflow UIs on this state")
         return 1 if failures else 0
     finally:
-        server.stop()
+        server.stop(graceful=False)  # every request has returned: nothing in flight to lose
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
@@ -196,6 +202,36 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from ml_platform.pipeline.build import build_definitions
+    from ml_platform.pipeline.execute import ingest
+    from ml_platform.storage.landing import LandingZone
+
+    specs = load_specs()
+    datasets = sorted({s.dataset.name for s in specs})
+    if args.dataset and args.dataset not in datasets:
+        raise SystemExit(f"unknown dataset {args.dataset!r}; known: {datasets}")
+    with _Platform(args.mlflow_port) as p:
+        os.environ["MLFLOW_TRACKING_URI"] = p.server.url
+        defs = build_definitions(specs)
+        reports = [ingest(defs, d, p.instance, LandingZone())
+                   for d in ([args.dataset] if args.dataset else datasets)]
+    if args.json:
+        print(json.dumps(reports, indent=2, default=str))
+    else:
+        for r in reports:
+            status = "ok" if r["success"] else "FAILED"
+            print(f"{r['dataset']}: {len(r['days'])} day(s) due, run {r['run_id']} {status}"
+                  if r["run_id"] else f"{r['dataset']}: {r['note']}")
+            for c in r.get("failed_checks", []):
+                print(f"  check {c['asset']}:{c['check']} [{c['severity']}] {c['description']}")
+            for f in r.get("failed_steps", []):
+                print(f"  step {f['step']} failed: {f['error'].splitlines()[0]}")
+            for m in r.get("promoted", []):
+                print(f"  promoted {m['model']} v{m.get('previous_version') or '-'} -> v{m['version']}")
+    return 0 if all(r["success"] for r in reports) else 1
+
+
 def cmd_history(args: argparse.Namespace) -> int:
     from ml_platform.tracking.promotion import history
 
@@ -238,6 +274,17 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_k8s_render(args: argparse.Namespace) -> int:
+    import yaml
+
+    from ml_platform.compute.k8s import render_training_pod
+
+    manifest = render_training_pod(_spec(args.model), namespace=args.namespace)
+    print(f"# The pod the `trained` step of {args.model} submits (k8s profile).")
+    print(yaml.safe_dump(manifest, sort_keys=False), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ml-platform", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -246,7 +293,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True)
     p.add_argument("--days", type=int, default=1)
     p.add_argument("--start", help="first day, YYYY-MM-DD (default: N days ending yesterday)")
-    p.add_argument("--corrupt", choices=_corruptions(), help="land a damaged day")
+    p.add_argument("--corrupt", choices=_corruptions(), help="damage the last day")
+    p.add_argument("--incomplete", nargs="?", type=float, const=0.6, metavar="FRACTION",
+                   help="land only FRACTION (default 0.6) of the last day's rows")
+    p.add_argument("--late", action="store_true", help="hold the last day back")
     p.add_argument("--overwrite", action="store_true", help="replace days already landed")
     p.set_defaults(fn=cmd_simulate)
 
@@ -272,6 +322,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_lineage)
 
+    p = sub.add_parser("ingest", help="the sensors' work once, without a daemon: register, "
+                                      "validate, retrain, gate, promote")
+    p.add_argument("--dataset")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_ingest)
+
     p = sub.add_parser("history", help="every promotion and rollback of a model")
     p.add_argument("model")
     p.add_argument("--json", action="store_true")
@@ -290,8 +346,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", default="rollback")
     p.set_defaults(fn=cmd_rollback)
 
-    for name in ("lineage", "history", "promote", "rollback"):
+    for name in ("lineage", "history", "promote", "rollback", "ingest"):
         sub.choices[name].add_argument("--mlflow-port", type=int, default=5000)
+
+    p = sub.add_parser("k8s", help="what the k8s profile submits to Kubernetes")
+    k8s = p.add_subparsers(dest="k8s_command", required=True)
+    p = k8s.add_parser("render", help="print MODEL's training pod manifest (YAML)")
+    p.add_argument("model")
+    p.add_argument("--namespace", help="set metadata.namespace")
+    p.set_defaults(fn=cmd_k8s_render)
     return parser
 
 
@@ -304,6 +367,9 @@ def _corruptions() -> Sequence[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # Dagster flags the beta/preview APIs it is asked to use on every run; say it once, here:
+    # backfill policies (one run for a range of days) and Pipes' message reader.
+    warnings.filterwarnings("ignore", message=".*(currently in beta|currently in preview).*")
     settings.profile()  # fail early on a bad ML_PLATFORM_PROFILE
     return int(args.fn(args) or 0)
 

@@ -74,6 +74,7 @@ def test_asset_graph_has_every_chain_with_its_checks(webserver: str) -> None:
         checks = {c["name"]: c["blocking"]
                   for c in nodes[f"{ds}/validated"]["assetChecksOrError"]["checks"]}
         assert checks == {"schema": True, "nulls": True, "ranges": True, "duplicates": True,
-                          "completeness": True, "unexpected_columns": False}
+                          "completeness": True, "unexpected_columns": False,
+                          "freshness_check": False}
         gates = nodes[f"{spec.name}/evaluation"]["assetChecksOrError"]["checks"]
         assert [c["name"] for c in gates] == ["promotion_gates"]

@@ -9,6 +9,8 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from ml_platform.ml.engagement import generate_engagement
+
 NEIGHBOURHOODS = (
     "harbour", "old_town", "riverside", "university", "midtown", "docklands", "suburbs", "airport"
 )
@@ -82,7 +84,10 @@ def generate_bookings(day: dt.date, rows: int) -> pd.DataFrame:
 
 
 Generator = Callable[[dt.date, int], pd.DataFrame]
-GENERATORS: dict[str, Generator] = {"bookings": generate_bookings}
+GENERATORS: dict[str, Generator] = {
+    "bookings": generate_bookings,
+    "engagement": generate_engagement,  # ml/engagement.py: feed impressions (no import cycle)
+}
 
 
 def generate(generator: str, day: dt.date, rows: int) -> pd.DataFrame:

@@ -1,7 +1,8 @@
 """Feature builders: a validated landed table in, a numeric feature table out.
 
-Every builder returns the key and date columns, its float32 feature columns (in a fixed
-order, listed by `feature_columns`) and the target, vectorised so millions of rows take seconds.
+Every builder returns the key and date columns, its group columns (`group_columns`: none for
+pointwise models, the query id for ranking), its float32 feature columns (in a fixed order,
+listed by `feature_columns`) and the target, vectorised so millions of rows take seconds.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ml_platform.ml.data import NEIGHBOURHOODS, ROOM_TYPES
+from ml_platform.ml.engagement import CATEGORIES, SEGMENTS, affinity_codes
 
 _BOOKING_NUMERIC = (
     "bedrooms", "accommodates", "review_score", "nights", "guests", "lead_time_days",
@@ -59,9 +61,55 @@ def build_booking_features(frame: pd.DataFrame, *, key: str, date_column: str,
     return out.reset_index(drop=True)
 
 
+ENGAGEMENT_FEATURES: tuple[str, ...] = (
+    *(f"segment_{s}" for s in SEGMENTS),
+    *(f"category_{c}" for c in CATEGORIES),
+    "primary_interest",
+    "secondary_interest",
+    "item_quality",
+    "log_item_age",
+)
+ENGAGEMENT_GROUPS = ("user_id",)
+
+
+def build_engagement_features(frame: pd.DataFrame, *, key: str, date_column: str,
+                              target: str) -> pd.DataFrame:
+    """Features of feed impressions for ranking one user's feed: who (segment), what (category,
+    quality, age) and whether the item is the segment's primary/secondary interest.
+
+    The slot the item was shown in (`position`) is deliberately not a feature: a model scoring
+    a new feed cannot know final positions, and learning the legacy ranker's position bias
+    would only teach it to copy that ranker. The target is cast to float32 (clicks: 0/1).
+    """
+    segment = pd.Categorical(frame["user_segment"], categories=SEGMENTS).codes
+    category = pd.Categorical(frame["item_category"], categories=CATEGORIES).codes
+    columns: dict[str, np.ndarray] = {}
+    columns.update(_one_hot(frame["user_segment"], SEGMENTS, "segment"))
+    columns.update(_one_hot(frame["item_category"], CATEGORIES, "category"))
+    known = (segment >= 0) & (category >= 0)  # an unknown label matches nothing
+    primary, secondary = affinity_codes(np.maximum(segment, 0), np.maximum(category, 0))
+    columns["primary_interest"] = (primary & known).astype(np.float32)
+    columns["secondary_interest"] = (secondary & known).astype(np.float32)
+    columns["item_quality"] = frame["item_quality"].to_numpy(dtype=np.float32)
+    columns["log_item_age"] = np.log1p(frame["item_age_days"].to_numpy(dtype=np.float32))
+    out = pd.DataFrame(columns, index=frame.index)[list(ENGAGEMENT_FEATURES)]
+    out.insert(0, "user_id", frame["user_id"].to_numpy(dtype=np.int64))
+    out.insert(0, date_column, pd.to_datetime(frame[date_column]).dt.date.to_numpy())
+    out.insert(0, key, frame[key].to_numpy())
+    out[target] = frame[target].to_numpy(dtype=np.float32)
+    return out.reset_index(drop=True)
+
+
 FeatureBuilder = Callable[..., pd.DataFrame]
 FEATURE_BUILDERS: dict[str, tuple[FeatureBuilder, tuple[str, ...]]] = {
     "bookings": (build_booking_features, BOOKING_FEATURES),
+    "engagement": (build_engagement_features, ENGAGEMENT_FEATURES),
+}
+# Columns a builder keeps between the date column and its features: together with the date
+# they name one query (here: one user's feed of one day), the unit of ranking metrics and of
+# the train/valid/test split. Builders not listed have none.
+GROUP_COLUMNS: dict[str, tuple[str, ...]] = {
+    "engagement": ENGAGEMENT_GROUPS,
 }
 
 
@@ -77,6 +125,26 @@ def _lookup(builder: str) -> tuple[FeatureBuilder, tuple[str, ...]]:
 def feature_columns(builder: str) -> tuple[str, ...]:
     """The feature columns `builder` produces, in model-input order."""
     return _lookup(builder)[1]
+
+
+def group_columns(builder: str) -> tuple[str, ...]:
+    """The group columns `builder` keeps after the date column: () for pointwise builders,
+    ("user_id",) for engagement. The layout is key, date, *group columns, *features, target."""
+    _lookup(builder)
+    return GROUP_COLUMNS.get(builder, ())
+
+
+def query_columns(builder: str, date_column: str) -> tuple[str, ...]:
+    """The columns whose joint value names one query of `builder`'s rows: the date and the
+    group columns (engagement: one user's feed of one day). Pass them as `split_by` to
+    `make_training_set` so a query's rows never straddle splits."""
+    return (date_column, *group_columns(builder))
+
+
+def group_ids(features: pd.DataFrame, builder: str, *, date_column: str) -> np.ndarray:
+    """One int64 id per row for its query (`query_columns`): the `groups` of ranking metrics."""
+    cols = list(query_columns(builder, date_column))
+    return features.groupby(cols, sort=False, dropna=False).ngroup().to_numpy(np.int64)
 
 
 def build_features(builder: str, frame: pd.DataFrame, *, key: str, date_column: str,

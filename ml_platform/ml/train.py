@@ -1,18 +1,35 @@
 """The training loop: plain torch, resumable from a per-epoch checkpoint, no tracking code.
 
-Callers observe progress through `on_epoch` (the entrypoint logs it to MLflow).
+Runs on CUDA when present (bf16 autocast, data resident on the GPU), on the CPU otherwise
+(fp32, reproducible: same seed, same metrics). In a torch.distributed process group (torchrun)
+every rank trains on its shard of the rows and DistributedDataParallel all-reduces the
+gradients; only rank 0 writes checkpoints and calls `on_epoch`. Callers observe progress
+through `on_epoch` (the entrypoint logs it to MLflow).
 """
 
 from __future__ import annotations
 
+import io
+import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from ml_platform.ml.distributed import (
+    DistContext,
+    all_reduce_sum,
+    autocast,
+    broadcast_object,
+    current_context,
+    select_device,
+    shard_order,
+)
 from ml_platform.ml.models import TabularRegressor, build_regressor
 
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -30,20 +47,123 @@ class TrainParams:
 
 @dataclass
 class TrainResult:
-    model: TabularRegressor
+    model: TabularRegressor  # on the CPU, in eval mode
     history: list[dict[str, float]] = field(default_factory=list)
     resumed_from_epoch: int = 0
+    device: str = "cpu"
+    world_size: int = 1
+    samples: int = 0  # training rows processed by all ranks in the epochs this call ran
+    seconds: float = 0.0  # wall time of those epochs: batches, validation, checkpoints, callbacks
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.samples / self.seconds if self.seconds > 0 else 0.0
 
 
-def _checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, epoch: int,
-                history: list[dict[str, float]]) -> None:
+class _StandardUnits(nn.Module):
+    """`model.normalised` as a forward: DDP synchronises gradients only through `forward`."""
+
+    def __init__(self, model: TabularRegressor) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.normalised(x)
+
+
+def _snapshot(value: Any) -> Any:
+    """A CPU copy of a (nested) state dict: training goes on mutating the originals in place."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: _snapshot(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_snapshot(v) for v in value)
+    return value
+
+
+def _write_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    buffer = io.BytesIO()  # serialised in memory, written in one call
+    torch.save(state, buffer)
     tmp = path.with_suffix(".tmp")
-    torch.save(
-        {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
-         "history": history, "rng": torch.get_rng_state()},
-        tmp,
-    )
+    tmp.write_bytes(buffer.getbuffer())
     tmp.replace(path)  # atomic: a kill mid-write never leaves a torn checkpoint
+
+
+class _CheckpointWriter:
+    """Per-epoch checkpoints, serialised and written by a background thread.
+
+    Saving takes a few ms (pickling ~30 small tensors, an ext4 rename over the last file): ~5%
+    of an epoch of the shipped model on CPU if the loop waited for it. The loop only snapshots
+    the state (microseconds); at most one write is in flight, so checkpoints land in epoch
+    order, and `close` waits for the last one (and re-raises a failed write)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
+        self._pending: Future[None] | None = None
+
+    def submit(self, model: nn.Module, opt: torch.optim.Optimizer, epoch: int,
+               history: list[dict[str, float]]) -> None:
+        state = {"model": _snapshot(model.state_dict()), "optimizer": _snapshot(opt.state_dict()),
+                 "epoch": epoch, "history": [dict(h) for h in history], "rng": torch.get_rng_state()}
+        self.wait()
+        self._pending = self._pool.submit(_write_checkpoint, self.path, state)
+
+    def wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self._pool.shutdown(wait=True)
+
+
+def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+    if device.type == "cuda":
+        # Staged through pinned memory so the host-to-device copy is a single async DMA.
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor
+
+
+def _valid_mae(model: TabularRegressor, xv: torch.Tensor, yv: torch.Tensor,
+               ctx: DistContext) -> float:
+    """MAE over the whole validation set, each rank scoring every `world_size`-th row (fp32)."""
+    model.eval()
+    with torch.no_grad():
+        rows = slice(ctx.rank, None, ctx.world_size)
+        err = (model(xv[rows]) - yv[rows]).abs()
+        stats = torch.stack([err.sum(dtype=torch.float64),
+                             torch.tensor(float(err.numel()), dtype=torch.float64,
+                                          device=err.device)])
+    all_reduce_sum(stats, ctx)
+    return float(stats[0] / stats[1])
+
+
+Forward = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _train_epoch(net: Forward, opt: torch.optim.Optimizer, x: torch.Tensor, target: torch.Tensor,
+                 order: torch.Tensor, batch: int, device: torch.device) -> torch.Tensor:
+    """One pass over this rank's rows in `order`; returns [sum of loss x rows, rows] (fp64)."""
+    losses: list[torch.Tensor] = []
+    for i in range(0, len(order), batch):
+        idx = order[i : i + batch]
+        with autocast(device):
+            pred = net(x[idx])
+        loss = nn.functional.mse_loss(pred.float(), target[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        # Kept on the device: a `.item()` per batch would stall the GPU on every step.
+        losses.append(loss.detach())
+    sizes = torch.full((len(losses),), float(batch), dtype=torch.float64, device=device)
+    sizes[-1] = len(order) - batch * (len(losses) - 1)
+    return torch.stack([(torch.stack(losses).double() * sizes).sum(), sizes.sum()])
 
 
 def train_regressor(
@@ -55,51 +175,80 @@ def train_regressor(
     *,
     checkpoint: Path | None = None,
     on_epoch: EpochCallback | None = None,
+    device: torch.device | str | None = None,
+    dist: DistContext | None = None,
 ) -> TrainResult:
     """Train a TabularRegressor with Adam on MSE in standard units.
 
     With `checkpoint`, state is saved after every epoch and an existing checkpoint is resumed,
-    so a retried training continues where the killed one stopped.
+    so a retried training continues where the killed one stopped (rank 0 reads and writes it;
+    the other ranks receive its state). `device` defaults to CUDA when present; `dist` to the
+    initialised process group, if any. Every rank passes the full arrays (normalisation
+    constants come from all training rows) and trains on its shard of them; `batch_size` is
+    the global batch, split evenly across the ranks.
     """
     if len(x_train) == 0 or len(x_valid) == 0:
         raise ValueError("training and validation sets must not be empty")
+    ctx = current_context() if dist is None else dist
+    device = select_device(ctx) if device is None else torch.device(device)
     torch.manual_seed(params.seed)
-    xt, yt = torch.from_numpy(x_train).float(), torch.from_numpy(y_train).float()
-    xv, yv = torch.from_numpy(x_valid).float(), torch.from_numpy(y_valid).float()
-    model = build_regressor(xt, yt, params.hidden)
-    opt = torch.optim.Adam(
-        model.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay
-    )
+    model = build_regressor(torch.from_numpy(x_train).float(), torch.from_numpy(y_train).float(),
+                            params.hidden)
+
     history: list[dict[str, float]] = []
     start = 0
-    if checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, weights_only=True)
+    state = None
+    if ctx.is_main and checkpoint is not None and checkpoint.exists():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    state = broadcast_object(state, ctx)
+    if state is not None:
         model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"])
         start, history = int(state["epoch"]), list(state["history"])
 
-    loss_fn = nn.MSELoss()
-    for epoch in range(start + 1, params.epochs + 1):
-        model.train()
-        order = torch.randperm(len(xt))
-        total = 0.0
-        for i in range(0, len(xt), params.batch_size):
-            idx = order[i : i + params.batch_size]
-            target = (yt[idx] - model.y_mean) / model.y_std
-            loss = loss_fn(model.normalised(xt[idx]), target)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-        model.eval()
-        with torch.no_grad():
-            valid_mae = float((model(xv) - yv).abs().mean())
-        row = {"train_loss": total / len(xt), "valid_mae": valid_mae}
-        history.append(row)
-        if checkpoint is not None:
-            _checkpoint(checkpoint, model, opt, epoch, history)
-        if on_epoch is not None:
-            on_epoch(epoch, row)
+    model.to(device)
+    opt = torch.optim.Adam(
+        model.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay,
+        fused=device.type == "cuda",  # one kernel per step instead of one per parameter
+    )
+    if state is not None:
+        opt.load_state_dict(state["optimizer"])  # moves Adam's moments to `device`
+    xt, xv, yv = _to_device(x_train, device), _to_device(x_valid, device), _to_device(y_valid, device)
+    with torch.no_grad():
+        target = (_to_device(y_train, device) - model.y_mean) / model.y_std  # standard units, once
+    net: Forward = model.normalised  # one process: no wrapper module to call through
+    if ctx.is_distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # Buffers (normalisation constants) come from the same rows on every rank: synced once
+        # at construction (with the parameters), not before every forward.
+        net = DistributedDataParallel(
+            _StandardUnits(model), device_ids=[device.index] if device.type == "cuda" else None,
+            forward_sync_buffers=False,
+        )
+    batch = max(1, params.batch_size // ctx.world_size)
+
+    writer = _CheckpointWriter(checkpoint) if checkpoint is not None and ctx.is_main else None
+    began, samples = time.perf_counter(), 0
+    try:
+        for epoch in range(start + 1, params.epochs + 1):
+            model.train()
+            order = shard_order(len(xt), epoch, params.seed, ctx).to(device)
+            total = _train_epoch(net, opt, xt, target, order, batch, device)
+            all_reduce_sum(total, ctx)
+            samples += int(total[1])
+            row = {"train_loss": float(total[0] / total[1]),
+                   "valid_mae": _valid_mae(model, xv, yv, ctx)}
+            history.append(row)
+            if writer is not None:
+                writer.submit(model, opt, epoch, history)
+            if on_epoch is not None and ctx.is_main:
+                on_epoch(epoch, row)
+    finally:
+        if writer is not None:
+            writer.close()
+    seconds = time.perf_counter() - began
     model.eval()
-    return TrainResult(model=model, history=history, resumed_from_epoch=start)
+    return TrainResult(model=model.cpu(), history=history, resumed_from_epoch=start,
+                       device=str(device), world_size=ctx.world_size, samples=samples,
+                       seconds=seconds)

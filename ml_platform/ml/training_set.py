@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -28,11 +29,24 @@ def assign_splits(keys: pd.Series, *, valid_fraction: float, test_fraction: floa
 
 
 def make_training_set(features: pd.DataFrame, *, key: str, valid_fraction: float,
-                      test_fraction: float, seed: int) -> pd.DataFrame:
-    """`features` sorted by key with a split column: the frozen snapshot a model trains on."""
+                      test_fraction: float, seed: int,
+                      split_by: Sequence[str] = ()) -> pd.DataFrame:
+    """`features` sorted by key with a split column: the frozen snapshot a model trains on.
+
+    The split is hashed from `key`, or, given `split_by` (e.g. `features.query_columns`: date
+    and user for ranking), from those columns' joint value, so every row of one query lands in
+    the same split and a held-out query is whole."""
     frame = features.sort_values(key, kind="stable").reset_index(drop=True)
+    if isinstance(split_by, str):
+        split_by = (split_by,)
+    if split_by:
+        split_key = frame[split_by[0]].astype(str)
+        for col in split_by[1:]:
+            split_key = split_key + "|" + frame[col].astype(str)
+    else:
+        split_key = frame[key]
     frame[SPLIT_COLUMN] = assign_splits(
-        frame[key], valid_fraction=valid_fraction, test_fraction=test_fraction, seed=seed
+        split_key, valid_fraction=valid_fraction, test_fraction=test_fraction, seed=seed
     )
     counts = frame[SPLIT_COLUMN].value_counts()
     empty = [s for s in ("train", "valid", "test") if counts.get(s, 0) == 0]

@@ -27,6 +27,14 @@ _CHECK_DESCRIPTIONS = {
 }
 
 
+# Steps that read or write the lake or the landing zone (S3 in the k8s profile) ride out
+# throttling and brief outages; a bad file fails the same way every time, so its `dg.Failure`
+# is raised without retries.
+STORAGE_RETRY = dg.RetryPolicy(
+    max_retries=3, delay=1, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
+
+
 def raw_key(dataset: str) -> dg.AssetKey:
     return dg.AssetKey([dataset, "raw"])
 
@@ -43,7 +51,7 @@ def validated_lake_key(dataset: str, day: str) -> str:
     return f"{dataset}/validated/{day}.parquet"
 
 
-def _freshness(hours_warn: float, hours_fail: float) -> dg.FreshnessPolicy:
+def freshness_policy(hours_warn: float, hours_fail: float) -> dg.FreshnessPolicy:
     return dg.FreshnessPolicy.time_window(
         fail_window=timedelta(hours=hours_fail), warn_window=timedelta(hours=hours_warn)
     )
@@ -53,7 +61,8 @@ def _parquet_rows(data: bytes, source: str) -> int:
     try:
         return pq.ParquetFile(io.BytesIO(data)).metadata.num_rows
     except Exception as exc:  # pyarrow raises several types for truncated/foreign files
-        raise dg.Failure(f"{source} is not a readable Parquet file: {exc}") from exc
+        raise dg.Failure(f"{source} is not a readable Parquet file: {exc}",
+                         allow_retries=False) from exc
 
 
 def _combine(name: str, by_day: dict[str, list[CheckOutcome]]) -> dg.AssetCheckResult:
@@ -76,6 +85,31 @@ def _combine(name: str, by_day: dict[str, list[CheckOutcome]]) -> dg.AssetCheckR
     )
 
 
+PREVIOUS_DAY_CHECK = "previous_day_complete"
+
+
+def previous_day_check(ds: DatasetSpec, days: list[str], lake: Lake,
+                       landing: LandingZone) -> dg.AssetCheckResult:
+    """Whether the day before the newest landed day of `ds` passed validation; if not, a
+    description naming the day and its shortfall (rows landed against the manifest)."""
+    if len(days) < 2:
+        return dg.AssetCheckResult(check_name=PREVIOUS_DAY_CHECK, passed=True,
+                                   description="no previous day yet")
+    day = days[-2]
+    if lake.exists(validated_lake_key(ds.name, day)):
+        return dg.AssetCheckResult(check_name=PREVIOUS_DAY_CHECK, passed=True,
+                                   description=f"{day} is complete and validated")
+    expected = int((landing.manifest(ds.name, day) or {}).get("expected_rows", ds.rows_per_day))
+    rows = (len(lake.read_parquet(raw_lake_key(ds.name, day), columns=[ds.key]))
+            if lake.exists(raw_lake_key(ds.name, day)) else 0)
+    return dg.AssetCheckResult(
+        check_name=PREVIOUS_DAY_CHECK, passed=False, severity=dg.AssetCheckSeverity.ERROR,
+        description=f"previous day {ds.name} {day} is not complete: {rows} of {expected} "
+                    f"expected rows landed and validated, short by {max(expected - rows, 0)}",
+        metadata={"day": day, "rows": rows, "expected_rows": expected},
+    )
+
+
 def dataset_assets(ds: DatasetSpec) -> list[dg.AssetsDefinition]:
     """`raw` and `validated` for dataset `ds`."""
     partitions = day_partitions(ds.name)
@@ -83,12 +117,13 @@ def dataset_assets(ds: DatasetSpec) -> list[dg.AssetsDefinition]:
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),  # a 30-day backfill is one run
         group_name=ds.name,
+        retry_policy=STORAGE_RETRY,
     )
 
     @dg.asset(
         key=raw_key(ds.name),
         kinds={"parquet"},
-        freshness_policy=_freshness(ds.freshness.warn_hours, ds.freshness.fail_hours),
+        freshness_policy=freshness_policy(ds.freshness.warn_hours, ds.freshness.fail_hours),
         **common,
     )
     def raw(context: dg.AssetExecutionContext, landing: LandingZone,
@@ -112,7 +147,7 @@ def dataset_assets(ds: DatasetSpec) -> list[dg.AssetsDefinition]:
         key=validated_key(ds.name),
         deps=[raw.key],
         kinds={"parquet"},
-        freshness_policy=_freshness(ds.freshness.warn_hours, ds.freshness.fail_hours),
+        freshness_policy=freshness_policy(ds.freshness.warn_hours, ds.freshness.fail_hours),
         check_specs=[
             dg.AssetCheckSpec(name, asset=validated_key(ds.name), blocking=name not in WARN_CHECKS,
                               description=_CHECK_DESCRIPTIONS[name])

@@ -12,7 +12,8 @@ def latest_metadata(context: dg.AssetExecutionContext, key: dg.AssetKey) -> dict
     when it was never materialized."""
     event = context.instance.get_latest_materialization_event(key)
     if event is None or event.asset_materialization is None:
-        raise dg.Failure(f"{key.to_user_string()} has never been materialized: materialize it first")
+        raise dg.Failure(f"{key.to_user_string()} has never been materialized: materialize it first",
+                         allow_retries=False)
     return {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
 
 

@@ -12,13 +12,21 @@ import pandas as pd
 from ml_platform import settings
 from ml_platform.compute.local import LocalProcessTrainer
 from ml_platform.compute.request import TrainingRequest
-from ml_platform.ml.features import build_features
+from ml_platform.ml.features import build_features, query_columns
 from ml_platform.ml.training_set import SPLIT_COLUMN, content_hash, make_training_set
 from ml_platform.pipeline.code_version import training_code_version
-from ml_platform.pipeline.datasets import _freshness, validated_key, validated_lake_key
+from ml_platform.pipeline.datasets import (
+    PREVIOUS_DAY_CHECK,
+    STORAGE_RETRY,
+    freshness_policy,
+    previous_day_check,
+    validated_key,
+    validated_lake_key,
+)
 from ml_platform.pipeline.metadata import compact_partitions, latest_metadata
 from ml_platform.specs import ModelSpec
 from ml_platform.storage.lake import Lake
+from ml_platform.storage.landing import LandingZone
 from ml_platform.tracking.mlflow_resource import MlflowTracker
 from ml_platform.tracking.promotion import (
     PRODUCTION,
@@ -64,15 +72,23 @@ def model_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
     @dg.asset(
         key=key["features"],
         deps=[dg.AssetDep(validated_key(ds.name), partition_mapping=dg.AllPartitionMapping())],
-        kinds={"pandas", "parquet"},
+        kinds={"pandas", "parquet"}, retry_policy=STORAGE_RETRY,
+        check_specs=[dg.AssetCheckSpec(
+            PREVIOUS_DAY_CHECK, asset=key["features"], blocking=True,
+            description="The day before the newest landed day passed validation, completeness "
+                        "included: training waits for it.",
+        )] if ds.require_previous_day_complete else None,
         **group,
     )
-    def features(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeResult:
-        """Feature table over every validated day (versioned by content hash)."""
+    def features(context: dg.AssetExecutionContext, lake: Lake,
+                 landing: LandingZone) -> dg.MaterializeResult:
+        """Feature table over the validated days in the training window (content-hashed)."""
         days = sorted(context.instance.get_dynamic_partitions(f"{ds.name}_days"))
-        present = [d for d in days if lake.exists(validated_lake_key(ds.name, d))]
+        window = days[-tr.window_days:] if tr.window_days else days
+        present = [d for d in window if lake.exists(validated_lake_key(ds.name, d))]
         if not present:
-            raise dg.Failure(f"no validated days of {ds.name} in the lake: land and validate data")
+            raise dg.Failure(f"no validated days of {ds.name} in the lake: land and validate data",
+                             allow_retries=False)
         frame = pd.concat(
             [lake.read_parquet(validated_lake_key(ds.name, d)) for d in present], ignore_index=True
         )
@@ -87,19 +103,25 @@ def model_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
                 "lake_key": lake_key, "path": dg.MetadataValue.path(lake.uri(lake_key)),
                 "content_hash": digest, "dagster/row_count": len(table),
                 "partitions": dg.MetadataValue.json(present),
-                "skipped_partitions": dg.MetadataValue.json(sorted(set(days) - set(present))),
+                "skipped_partitions": dg.MetadataValue.json(sorted(set(window) - set(present))),
                 "preview": dg.MetadataValue.md(table.head(5).to_markdown(index=False)),
             },
             data_version=dg.DataVersion(digest[:16]),
+            check_results=[previous_day_check(ds, days, lake, landing)]
+            if ds.require_previous_day_complete else None,
         )
 
-    @dg.asset(key=key["training_set"], deps=[features], kinds={"parquet"}, **group)
+    @dg.asset(key=key["training_set"], deps=[features], kinds={"parquet"},
+              retry_policy=STORAGE_RETRY, **group)
     def training_set(context: dg.AssetExecutionContext, lake: Lake) -> dg.MaterializeResult:
         """Frozen train/valid/test snapshot of the features, identified by its content hash."""
         upstream = latest_metadata(context, key["features"])
         frame = make_training_set(
             lake.read_parquet(upstream["lake_key"]), key=ds.key,
             valid_fraction=tr.valid_fraction, test_fraction=tr.test_fraction, seed=tr.seed,
+            # a ranking query (a user's feed of a day) stays whole within one split
+            split_by=query_columns(tr.feature_builder, ds.date_column)
+            if tr.task == "ranking" else (),
         )
         digest = content_hash(frame)
         lake_key = f"{name}/training_set/{digest[:16]}.parquet"
@@ -134,8 +156,14 @@ def model_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
             run_id, model_uri, reused = run.info.run_id, run.data.tags["ml_platform.model_uri"], True
             summary = {k: v for k, v in run.data.metrics.items() if k.startswith("test_")}
         else:
-            run_id = mlflow.create_run(name, f"{name}-{context.run_id[:8]}", {
-                **identity,
+            # A retry (of the step, or of the run from failure) resumes the attempt's MLflow run
+            # and its checkpoint instead of starting over in a new run.
+            attempt = {**identity, "dagster.root_run_id": context.run.root_run_id or context.run_id}
+            run_id = mlflow.find_unfinished_run(name, attempt) or ""
+            if run_id:
+                context.log.info(f"resuming MLflow run {run_id} from its last checkpoint")
+            run_id = run_id or mlflow.create_run(name, f"{name}-{context.run_id[:8]}", {
+                **attempt,
                 "dagster.run_id": context.run_id,
                 "dagster.run_url": mlflow.dagster_run_url(context.run_id),
                 "dagster.asset_key": key["trained"].to_user_string(),
@@ -149,6 +177,9 @@ def model_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
                 hidden=list(tr.hidden), epochs=tr.epochs, batch_size=tr.batch_size,
                 learning_rate=tr.learning_rate, weight_decay=tr.weight_decay, seed=tr.seed,
                 shuffle_labels=tr.shuffle_labels,
+                query_columns=list(query_columns(tr.feature_builder, ds.date_column))
+                if tr.task == "ranking" else [],
+                processes=spec.compute.processes, nodes=spec.compute.nodes,
                 pip_requirements=[f"torch=={installed_version('torch').split('+')[0]}",
                                   f"mlflow=={installed_version('mlflow')}"],
             )
@@ -233,7 +264,7 @@ def model_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
     @dg.asset(
         key=key["production"], deps=[registered], kinds={"mlflow"}, output_required=False,
         retry_policy=MLFLOW_RETRY,
-        freshness_policy=_freshness(spec.freshness.warn_hours, spec.freshness.fail_hours),
+        freshness_policy=freshness_policy(spec.freshness.warn_hours, spec.freshness.fail_hours),
         **group,
     )
     def production(context: dg.AssetExecutionContext, mlflow: MlflowTracker):
@@ -242,7 +273,8 @@ def model_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         verdict = latest_metadata(context, key["evaluation"])
         version = str(candidate["version"])
         if verdict["mlflow_run_id"] != candidate["mlflow_run_id"]:
-            raise dg.Failure("evaluation is of another candidate: re-run evaluation first")
+            raise dg.Failure("evaluation is of another candidate: re-run evaluation first",
+                             allow_retries=False)
         current = mlflow.alias_version(name, PRODUCTION)
         if current == version:
             context.log.info(f"{name} v{version} is already in production")
@@ -262,7 +294,8 @@ def model_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
             raise dg.Failure(str(exc), allow_retries=False) from exc
         yield dg.MaterializeResult(metadata=production_metadata(mlflow, name, record))
 
-    @dg.asset(key=key["serving"], deps=[production], kinds={"json"}, **group)
+    @dg.asset(key=key["serving"], deps=[production], kinds={"json"}, retry_policy=MLFLOW_RETRY,
+              **group)
     def serving(lake: Lake, mlflow: MlflowTracker) -> dg.MaterializeResult:
         """The serving manifest inference reads: model URI, version and metrics."""
         manifest = serving_manifest(mlflow, name)

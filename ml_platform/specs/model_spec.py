@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import operator
+import os
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 SPEC_DIR = Path(__file__).parent
+SPEC_DIR_ENV = "ML_PLATFORM_SPEC_DIR"
 
 _OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 
@@ -24,7 +26,7 @@ class FreshnessWindow(_Frozen):
     `fail_hours` (evaluated by the Dagster daemon, shown in the UI)."""
 
     warn_hours: float = Field(gt=0)
-    fail_hours: float = Field(gt=0)
+    fail_hours: float = Field(ge=1 / 60, description="at least a minute (Dagster's limit)")
 
 
 class ColumnSpec(_Frozen):
@@ -49,6 +51,13 @@ class DatasetSpec(_Frozen):
         0.9, gt=0, le=1, description="landed/expected rows below this fail the completeness check"
     )
     freshness: FreshnessWindow = FreshnessWindow(warn_hours=26, fail_hours=50)
+    sensor_interval_seconds: int = Field(30, ge=1, description="landing sensor tick interval")
+    debounce_seconds: float = Field(
+        60, ge=0, description="the landing sensor waits this long after the last new file of a "
+                              "burst, then requests one run for the whole burst")
+    require_previous_day_complete: bool = Field(
+        False, description="training waits until the day before the newest landed day has "
+                           "passed validation (completeness included)")
 
     @field_validator("columns")
     @classmethod
@@ -61,9 +70,14 @@ class DatasetSpec(_Frozen):
 class TrainingSpec(_Frozen):
     """Model family and hyper-parameters; `task` picks the model and metrics in `ml/`."""
 
-    task: Literal["regression"]
+    task: Literal["regression", "ranking"]
     feature_builder: str
     target: str
+    group_column: str | None = Field(
+        None, description="ranking: the column that, with the dataset's date column, names one "
+                          "query (a user's feed of a day); the feature builder keeps it")
+    window_days: int | None = Field(
+        None, ge=1, description="train on the last N landed days only; None: every landed day")
     hidden: tuple[int, ...] = (64, 64)
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(256, ge=1)
@@ -73,6 +87,12 @@ class TrainingSpec(_Frozen):
     valid_fraction: float = Field(0.15, gt=0, lt=0.5)
     test_fraction: float = Field(0.15, gt=0, lt=0.5)
     shuffle_labels: bool = Field(False, description="destroys the signal: for weak-model drills")
+
+    @model_validator(mode="after")
+    def _ranking_needs_groups(self) -> TrainingSpec:
+        if (self.task == "ranking") != (self.group_column is not None):
+            raise ValueError("group_column is required for task 'ranking' and only for it")
+        return self
 
 
 class Gate(_Frozen):
@@ -104,10 +124,32 @@ class ComputeSpec(_Frozen):
 
     cpu: str = "1"
     memory: str = "2Gi"
-    gpu: int = Field(0, ge=0)
+    gpu: int = Field(0, ge=0, description="GPUs per node")
     node_selector: dict[str, str] = Field(default_factory=dict)
     tolerations: tuple[dict[str, str], ...] = ()
     image: str = "ml-platform:latest"
+    nodes: int = Field(1, ge=1, description="nodes (pods) training together; > 1 means DDP")
+    processes_per_node: int | None = Field(
+        None, ge=1,
+        description="training processes per node; default one per GPU (`gpu`), 1 without GPUs. "
+                    "Over one process in all trains with DistributedDataParallel under torchrun",
+    )
+
+    @model_validator(mode="after")
+    def _one_gpu_per_process(self) -> ComputeSpec:
+        if self.gpu and self.processes_per_node and self.processes_per_node > self.gpu:
+            raise ValueError(f"processes_per_node={self.processes_per_node} exceeds gpu={self.gpu}: "
+                             "each training process on a GPU node needs its own GPU")
+        return self
+
+    @property
+    def processes(self) -> int:
+        """Training processes per node, resolved: what a TrainingRequest's `processes` gets."""
+        return self.processes_per_node or max(self.gpu, 1)
+
+    @property
+    def world_size(self) -> int:
+        return self.processes * self.nodes
 
 
 class ModelSpec(_Frozen):
@@ -139,8 +181,10 @@ def load_spec(path: Path) -> ModelSpec:
         raise ValueError(f"model spec {path} is not valid YAML: {exc}") from exc
 
 
-def load_specs(directory: Path = SPEC_DIR) -> list[ModelSpec]:
-    """All specs in `directory`, sorted by model name; names must be unique."""
+def load_specs(directory: Path | None = None) -> list[ModelSpec]:
+    """All specs in `directory` (default: `$ML_PLATFORM_SPEC_DIR`, else the shipped ones),
+    sorted by model name; names must be unique."""
+    directory = directory or Path(os.environ.get(SPEC_DIR_ENV) or SPEC_DIR)
     specs = sorted((load_spec(p) for p in directory.glob("*.yaml")), key=lambda s: s.name)
     names = [s.name for s in specs]
     if len(set(names)) != len(names):

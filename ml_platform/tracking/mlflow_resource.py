@@ -13,12 +13,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 import dagster as dg
 
-from ml_platform.tracking.server import TRACKING_URI_ENV
+from ml_platform.tracking.server import TRACKING_URI_ENV, wait_until_answering
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
     from mlflow.entities.model_registry import ModelVersion
+
+_ANSWERING: set[str] = set()
+
 
 class MlflowTracker(dg.ConfigurableResource):
     """Runs, registry and aliases on one MLflow tracking server."""
@@ -47,7 +50,13 @@ class MlflowTracker(dg.ConfigurableResource):
     def client(self) -> MlflowClient:
         from mlflow import MlflowClient
 
-        return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        uri = self.uri
+        if uri.startswith("http") and uri not in _ANSWERING:
+            # A server started alongside the run (the demo, tests) may still be booting: wait
+            # for it once per process instead of failing the first step that needs it.
+            wait_until_answering(self.public_uri)
+            _ANSWERING.add(uri)
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
     # -- runs -------------------------------------------------------------------------------
 
@@ -86,6 +95,18 @@ class MlflowTracker(dg.ConfigurableResource):
         if runs and runs[0].data.tags.get("ml_platform.model_uri"):
             return runs[0]
         return None
+
+    def find_unfinished_run(self, model: str, tags: dict[str, str]) -> str | None:
+        """The newest run of `model` carrying `tags` that never finished (its training process
+        died or the step was retried): the run a retry resumes."""
+        query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in sorted(tags.items()))
+        runs = self.client().search_runs(
+            [self.experiment_id(model)],
+            filter_string=f"{query} and attributes.status != 'FINISHED'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        return runs[0].info.run_id if runs else None
 
     def create_run(self, model: str, run_name: str, tags: dict[str, str]) -> str:
         run = self.client().create_run(self.experiment_id(model), run_name=run_name, tags=tags)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ml_platform.ml.features import feature_columns
+from ml_platform.ml.features import feature_columns, group_ids
 from ml_platform.ml.metrics import metrics_for
 from ml_platform.specs import ModelSpec
 from ml_platform.tracking.gates import GateReport, evaluate_gates
@@ -20,7 +20,7 @@ def _size_mb(path: Path) -> float:
 
 
 def score_model(model_uri: str, tracking_uri: str, frame: pd.DataFrame, columns: list[str],
-                target: str, task: str) -> dict[str, float]:
+                target: str, task: str, groups: np.ndarray | None = None) -> dict[str, float]:
     """Download `model_uri`, load it with `mlflow.pyfunc`, predict `frame`; metrics + size_mb.
 
     Loading through pyfunc from the downloaded files is also the orchestrator's proof that
@@ -38,7 +38,8 @@ def score_model(model_uri: str, tracking_uri: str, frame: pd.DataFrame, columns:
         size = _size_mb(local)
         model = mlflow.pyfunc.load_model(str(local))
         predictions = np.asarray(model.predict(frame[columns].to_numpy(np.float32))).reshape(-1)
-    return {**metrics_for(task, frame[target].to_numpy(), predictions), "size_mb": size}
+    return {**metrics_for(task, frame[target].to_numpy(), predictions, groups=groups),
+            "size_mb": size}
 
 
 @dataclass(frozen=True)
@@ -56,9 +57,11 @@ def compare_with_champion(spec: ModelSpec, tracking_uri: str, test: pd.DataFrame
     """Score `candidate_uri` and production's `champion_version` (if any) on `test`; gate."""
     tr = spec.training
     columns = list(feature_columns(tr.feature_builder))
+    groups = (group_ids(test, tr.feature_builder, date_column=spec.dataset.date_column)
+              if tr.task == "ranking" else None)
 
     def score(uri: str) -> dict[str, float]:
-        return score_model(uri, tracking_uri, test, columns, tr.target, tr.task)
+        return score_model(uri, tracking_uri, test, columns, tr.target, tr.task, groups)
 
     candidate = score(candidate_uri)
     champion = score(f"models:/{spec.name}/{champion_version}") if champion_version else None

@@ -181,5 +181,5 @@ def test_regression_metrics_known_values() -> None:
 def test_regression_metrics_refuse_empty_input_and_unknown_task() -> None:
     with pytest.raises(ValueError, match="empty"):
         regression_metrics(np.array([]), np.array([]))
-    with pytest.raises(ValueError, match="no metrics for task 'ranking'"):
-        metrics_for("ranking", np.array([1.0]), np.array([1.0]))
+    with pytest.raises(ValueError, match="no metrics for task 'classification'"):
+        metrics_for("classification", np.array([1.0]), np.array([1.0]))

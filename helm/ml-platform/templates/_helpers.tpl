@@ -1,0 +1,137 @@
+{{/* Names */}}
+{{- define "mlp.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "mlp.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else if contains (include "mlp.name" .) .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name (include "mlp.name" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "mlp.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "mlp.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "mlp.labels" -}}
+{{ include "mlp.selectorLabels" . }}
+app.kubernetes.io/part-of: ml-platform
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{- define "mlp.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{- define "mlp.serviceAccountName" -}}
+{{- default (include "mlp.fullname" .) .Values.serviceAccount.name -}}
+{{- end -}}
+
+{{/* Pods that never call the Kubernetes API (MLflow, PostgreSQL, training) use this one. */}}
+{{- define "mlp.workloadServiceAccountName" -}}
+{{- printf "%s-workload" (include "mlp.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "mlp.pgHost" -}}
+{{- if .Values.postgresql.enabled -}}
+{{- printf "%s-postgresql" (include "mlp.fullname" .) -}}
+{{- else -}}
+{{- required "postgresql.host is required when postgresql.enabled is false" .Values.postgresql.host -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "mlp.pgSecret" -}}
+{{- required "postgresql.existingSecret (a Secret with key postgresql-password) is required" .Values.postgresql.existingSecret -}}
+{{- end -}}
+
+{{- define "mlp.mlflowService" -}}
+{{- printf "%s-mlflow" (include "mlp.fullname" .) -}}
+{{- end -}}
+
+{{- define "mlp.mlflowUrl" -}}
+{{- printf "http://%s:%v" (include "mlp.mlflowService" .) .Values.mlflow.port -}}
+{{- end -}}
+
+{{- define "mlp.userCodeService" -}}
+{{- printf "%s-user-code" (include "mlp.fullname" .) -}}
+{{- end -}}
+
+{{/* Existing Secrets every client of S3 and MLflow gets as environment (envFrom). */}}
+{{- define "mlp.clientSecrets" -}}
+{{- $secrets := list -}}
+{{- if .Values.s3.existingSecret -}}{{- $secrets = append $secrets .Values.s3.existingSecret -}}{{- end -}}
+{{- if .Values.mlflow.auth.enabled -}}{{- $secrets = append $secrets (required "mlflow.auth.clientSecret is required with mlflow.auth.enabled" .Values.mlflow.auth.clientSecret) -}}{{- end -}}
+{{- toJson $secrets -}}
+{{- end -}}
+
+{{- define "mlp.envFrom" -}}
+- configMapRef:
+    name: {{ include "mlp.fullname" . }}-env
+{{- range (include "mlp.clientSecrets" . | fromJsonArray) }}
+- secretRef:
+    name: {{ . }}
+{{- end }}
+{{- end -}}
+
+{{- define "mlp.pgPasswordEnv" -}}
+- name: DAGSTER_PG_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "mlp.pgSecret" . }}
+      key: postgresql-password
+{{- end -}}
+
+{{- define "mlp.podSecurityContext" -}}
+{{ toYaml .Values.podSecurityContext }}
+{{- end -}}
+
+{{- define "mlp.containerSecurityContext" -}}
+{{ toYaml .Values.containerSecurityContext }}
+{{- end -}}
+
+{{- define "mlp.imagePullSecrets" -}}
+{{- if .Values.imagePullSecrets }}
+imagePullSecrets:
+{{- range .Values.imagePullSecrets }}
+  - name: {{ . }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* DAGSTER_HOME (the instance ConfigMap), the workspace and a writable /tmp. */}}
+{{- define "mlp.dagsterVolumes" -}}
+- name: instance
+  configMap:
+    name: {{ include "mlp.fullname" . }}-instance
+- name: workspace
+  configMap:
+    name: {{ include "mlp.fullname" . }}-workspace
+- name: tmp
+  emptyDir: {}
+{{- end -}}
+
+{{- define "mlp.dagsterVolumeMounts" -}}
+- name: instance
+  mountPath: {{ .Values.dagster.home }}
+  readOnly: true
+- name: workspace
+  mountPath: /opt/dagster/workspace
+  readOnly: true
+- name: tmp
+  mountPath: /tmp
+{{- end -}}
+
+{{/* libpq parameters as a URL query: {sslmode: require} -> sslmode=require */}}
+{{- define "mlp.query" -}}
+{{- $pairs := list -}}
+{{- range $k, $v := . }}{{ $pairs = append $pairs (printf "%s=%v" $k $v) }}{{ end -}}
+{{- join "&" $pairs -}}
+{{- end -}}

@@ -1,0 +1,205 @@
+"""The Kubernetes compute backend (`ml_platform.compute.k8s`) and `ml-platform k8s render`:
+the training pod is built from the model's ComputeSpec (GPU limits only when asked, cpu/memory
+requests and limits, node selector, tolerations, image, service account, credentials from
+Secrets by name) and validates against the Kubernetes schemas offline; `K8sPodTrainer.train`
+submits exactly the pod `render` prints; `default_resources` picks the k8s resources by profile.
+
+Faked: the Kubernetes API server in one test (it records the pod `PipesK8sClient` creates and
+refuses it, so no pod runs). Everything else is the real code, with no cluster."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from types import SimpleNamespace
+from typing import Any
+
+import dagster as dg
+import pytest
+import yaml
+
+from ml_platform.cli import main
+from ml_platform.compute.k8s import (
+    GPU_RESOURCE,
+    PIPES_PLACEHOLDER,
+    POD_ENV,
+    K8sPodTrainer,
+    placeholder_request,
+    render_training_pod,
+    training_pod_spec,
+)
+from ml_platform.specs import ComputeSpec, ModelSpec, load_specs
+from ml_platform_tests.kube import validate
+from ml_platform_tests.services import env
+
+
+def _spec(**compute: Any) -> ModelSpec:
+    spec = next(s for s in load_specs() if s.name == "listing_price")
+    return spec.model_copy(update={"compute": spec.compute.model_copy(update=compute)}) if compute else spec
+
+
+def _trainer(spec: ModelSpec, **settings: Any) -> K8sPodTrainer:
+    compute = {spec.name: spec.compute.model_dump(mode="json", exclude_none=True)}
+    return K8sPodTrainer(compute=compute, **settings)
+
+
+def test_cli_render_validates_and_carries_the_spec(capsys: pytest.CaptureFixture[str]) -> None:
+    spec = _spec()
+    with env(**{POD_ENV: None}):
+        assert main(["k8s", "render", "listing_price", "--namespace", "ml"]) == 0
+    pod = yaml.safe_load(capsys.readouterr().out)
+    validate(pod)
+    assert pod["kind"] == "Pod" and pod["metadata"]["namespace"] == "ml"
+    (container,) = pod["spec"]["containers"]
+    assert container["command"] == ["python", "-m", "ml_platform.compute.entrypoint"]
+    assert container["resources"] == {
+        "requests": {"cpu": spec.compute.cpu, "memory": spec.compute.memory},
+        "limits": {"cpu": spec.compute.cpu, "memory": spec.compute.memory,
+                   GPU_RESOURCE: str(spec.compute.gpu)},
+    }
+    assert spec.compute.gpu == 1
+    assert pod["spec"]["nodeSelector"] == spec.compute.node_selector
+    assert pod["spec"]["tolerations"] == [dict(t) for t in spec.compute.tolerations]
+    assert container["image"] == spec.compute.image
+    assert pod["spec"]["restartPolicy"] == "Never"
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert pod["metadata"]["labels"]["ml-platform/model"] == "listing_price"
+
+
+def test_cpu_only_spec_requests_no_gpu() -> None:
+    spec = _spec(gpu=0, node_selector={}, tolerations=())
+    pod = render_training_pod(spec, _trainer(spec))
+    validate(pod)
+    assert GPU_RESOURCE not in json.dumps(pod)
+    assert "nodeSelector" not in pod["spec"] and "tolerations" not in pod["spec"]
+
+
+def test_cluster_settings_merge_with_the_spec() -> None:
+    spec = _spec(gpu=2, node_selector={"gpu": "a100", "zone": "spec"})
+    trainer = _trainer(
+        spec, image="registry.example/ml-platform:1.2.3", namespace="ml", service_account_name="train",
+        env_secrets=["s3-creds", "mlflow-client"], env_config_maps=["platform-env"],
+        node_selector={"zone": "cluster", "pool": "gpu"}, priority_class_name="training",
+        tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+                     {"key": "pool", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}],
+        image_pull_secrets=["regcred"], shm_size="4Gi",
+    )
+    pod = render_training_pod(spec, trainer)
+    validate(pod)
+    podspec = pod["spec"]
+    assert podspec["nodeSelector"] == {"zone": "spec", "pool": "gpu", "gpu": "a100"}
+    assert [t["key"] for t in podspec["tolerations"]] == ["nvidia.com/gpu", "pool"]
+    assert podspec["serviceAccountName"] == "train"
+    assert podspec["automountServiceAccountToken"] is False
+    assert podspec["imagePullSecrets"] == [{"name": "regcred"}]
+    assert podspec["priorityClassName"] == "training"
+    assert pod["metadata"]["namespace"] == "ml"
+    (container,) = podspec["containers"]
+    assert container["image"] == "registry.example/ml-platform:1.2.3"
+    assert container["resources"]["limits"][GPU_RESOURCE] == "2"
+    assert GPU_RESOURCE not in container["resources"]["requests"]
+    assert container["envFrom"] == [{"secretRef": {"name": "s3-creds"}},
+                                    {"secretRef": {"name": "mlflow-client"}},
+                                    {"configMapRef": {"name": "platform-env"}}]
+    # No credential travels as a plain value.
+    assert all(not any(w in e["name"] for w in ("PASSWORD", "SECRET", "KEY")) for e in container["env"])
+    assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "4Gi"}} in podspec["volumes"]
+
+
+def test_settings_from_the_environment() -> None:
+    spec = _spec()
+    with env(**{POD_ENV: json.dumps({"namespace": "ml", "node_selector": {"pool": "gpu"}})}):
+        trainer = K8sPodTrainer.from_env([spec])
+    assert trainer.namespace == "ml" and trainer.compute_for(spec.name) == spec.compute
+    with env(**{POD_ENV: "[1, 2]"}), pytest.raises(ValueError, match="must be a JSON object"):
+        K8sPodTrainer.from_env([spec])
+    with pytest.raises(ValueError, match="no ComputeSpec for model 'other'"):
+        trainer.compute_for("other")
+
+
+def test_pod_spec_is_pure() -> None:
+    spec = _spec()
+    request, trainer = placeholder_request(spec), _trainer(spec)
+    assert training_pod_spec(spec.compute, request, trainer) == training_pod_spec(
+        ComputeSpec.model_validate(spec.compute.model_dump()), request, trainer)
+
+
+class _Refused(Exception):
+    pass
+
+
+def test_train_submits_the_rendered_pod(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dagster_k8s import PipesK8sClient
+    from dagster_k8s.pipes import DagsterKubernetesClient
+    from dagster_pipes import DAGSTER_PIPES_CONTEXT_ENV_VAR, decode_env_var
+
+    created: list[tuple[str, Any]] = []
+
+    def create_namespaced_pod(namespace: str, body: Any) -> None:
+        created.append((namespace, body))
+        raise _Refused("no cluster here")
+
+    api = SimpleNamespace(core_api=SimpleNamespace(create_namespaced_pod=create_namespaced_pod))
+    monkeypatch.setattr(PipesK8sClient, "_load_k8s_config", lambda self: None)
+    monkeypatch.setattr(DagsterKubernetesClient, "production_client", classmethod(lambda cls, **kw: api))
+
+    spec = _spec()
+    trainer = _trainer(spec, namespace="ml", env_secrets=["s3-creds"])
+    request = dataclasses.replace(placeholder_request(spec), mlflow_run_id="0123abcd",
+                                  training_set_uri="s3://b/lake/x.parquet", checkpoint_dir="/elsewhere")
+
+    @dg.asset(key=["listing_price", "trained"])
+    def trained(context, trainer: K8sPodTrainer) -> None:  # type: ignore[no-untyped-def]
+        trainer.train(context, request, env={"MLFLOW_TRACKING_URI": "http://mlflow:5000"})
+
+    result = dg.materialize([trained], resources={"trainer": trainer}, raise_on_error=False)
+    assert not result.success
+    ((namespace, body),) = created
+    assert namespace == "ml"
+    from kubernetes.client import ApiClient
+
+    submitted = ApiClient().sanitize_for_serialization(body)
+    rendered = render_training_pod(spec, trainer)
+    env_of = lambda pod: {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}  # noqa: E731
+    submitted_env, rendered_env = env_of(submitted), env_of(rendered)
+    assert rendered_env[DAGSTER_PIPES_CONTEXT_ENV_VAR] == PIPES_PLACEHOLDER
+    (context,) = decode_env_var(submitted_env[DAGSTER_PIPES_CONTEXT_ENV_VAR]).values()  # {"data": ...}
+    extras = context["extras"]
+    assert extras["training_set_uri"] == "s3://b/lake/x.parquet"
+    assert extras["checkpoint_dir"] == "/tmp/checkpoints/listing_price/0123abcd"
+    assert submitted_env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    # dagster-<run id[:18]>-<op name[:20]>-<10 digits>: same op part, another run id
+    op_part = lambda pod: pod["metadata"]["name"][27:-11]  # noqa: E731
+    assert op_part(submitted) == op_part(rendered) == "listing-price--train"
+    assert submitted["metadata"]["annotations"] == {"ml-platform/mlflow-run-id": "0123abcd"}
+
+    def normalized(pod: dict[str, Any]) -> dict[str, Any]:
+        pod = json.loads(json.dumps(pod))
+        pod.pop("apiVersion", None), pod.pop("kind", None)
+        pod["metadata"].pop("namespace", None)
+        pod["metadata"].pop("name"), pod["metadata"].pop("annotations")
+        pod["spec"]["containers"][0]["env"] = sorted(e["name"] for e in pod["spec"]["containers"][0]["env"])
+        return pod
+
+    assert normalized(submitted) == normalized(rendered)
+
+
+def test_profile_picks_the_resources(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ml_platform.compute.local import LocalProcessTrainer
+    from ml_platform.pipeline.build import default_resources
+    from ml_platform.storage.lake import Lake
+    from ml_platform.storage.s3 import S3Lake, S3LandingZone
+
+    specs = load_specs()
+    monkeypatch.delenv("ML_PLATFORM_PROFILE", raising=False)
+    local = default_resources(specs)
+    assert isinstance(local["trainer"], LocalProcessTrainer) and isinstance(local["lake"], Lake)
+    monkeypatch.setenv("ML_PLATFORM_PROFILE", "k8s")
+    monkeypatch.setenv("ML_PLATFORM_LAKE_PREFIX", "lake-x")
+    monkeypatch.setenv("ML_PLATFORM_DAGSTER_URL", "https://dagster.example")
+    remote = default_resources(specs)
+    assert isinstance(remote["trainer"], K8sPodTrainer)
+    assert sorted(remote["trainer"].compute) == sorted(s.name for s in specs)
+    assert isinstance(remote["lake"], S3Lake) and remote["lake"].prefix == "lake-x"
+    assert isinstance(remote["landing"], S3LandingZone) and remote["landing"].prefix == "landing"
+    assert remote["mlflow"].dagster_url == "https://dagster.example"

@@ -1,0 +1,263 @@
+"""The Helm chart (helm/ml-platform), tested by rendering it with a real `helm` binary for the
+default values and each shipped values file: `helm lint --strict` passes; every rendered object
+validates against the Kubernetes schemas offline; only training pods may request GPUs; RBAC is
+a namespaced Role; credentials are referenced by Secret name only; pods run non-root with
+resource requests; the Dagster instance and workspace configs pass Dagster's own schemas; and
+the chart's training settings produce a valid GPU-pool training pod. No cluster is involved."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ml_platform.compute.k8s import GPU_RESOURCE, K8sPodTrainer, render_training_pod
+from ml_platform.specs import load_specs
+from ml_platform_tests.kube import (
+    CHART,
+    NAMESPACE,
+    VALUES,
+    config_map,
+    containers,
+    helm_run,
+    pod_specs,
+    render,
+    validate,
+)
+from ml_platform_tests.services import env
+
+VARIANTS = sorted(VALUES)
+SENSITIVE = re.compile(r"PASSWORD|SECRET|TOKEN|ACCESS_KEY|CREDENTIAL", re.I)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_lint_and_every_object_validates(variant: str) -> None:
+    flags = [a for f in VALUES[variant] for a in ("-f", f)]
+    helm_run("lint", "--strict", CHART, *flags)
+    objects = render(variant)
+    assert {o["kind"] for o in objects} >= {"Deployment", "Service", "ConfigMap", "ServiceAccount",
+                                           "Role", "RoleBinding"}
+    for obj in objects:
+        validate(obj)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_platform_pods_never_request_gpus(variant: str) -> None:
+    objects = render(variant)
+    workloads = dict(pod_specs(objects))
+    assert {w.split("/")[1] for w in workloads} >= {
+        "mlp-ml-platform-webserver", "mlp-ml-platform-daemon", "mlp-ml-platform-user-code",
+        "mlp-ml-platform-mlflow"}
+    assert GPU_RESOURCE not in json.dumps(workloads)
+    # nor the run worker Job the run launcher creates from dagster.yaml
+    instance = yaml.safe_load(config_map(objects, "-instance")["dagster.yaml"])
+    assert GPU_RESOURCE not in json.dumps(instance)
+
+
+def test_bundled_postgres_is_optional() -> None:
+    kinds = lambda v: {(o["kind"], o["metadata"]["name"]) for o in render(v)}  # noqa: E731
+    assert ("StatefulSet", "mlp-ml-platform-postgresql") in kinds("default")
+    assert not any(k == "StatefulSet" for k, _ in kinds("external-postgres"))
+    env = config_map(render("external-postgres"), "-env")
+    assert env["DAGSTER_PG_HOST"] == "ml-platform-db.example.internal"
+    instance = yaml.safe_load(config_map(render("external-postgres"), "-instance")["dagster.yaml"])
+    assert instance["storage"]["postgres"]["postgres_db"]["params"] == {"sslmode": "require"}
+    (mlflow,) = [o for o in render("external-postgres") if o["metadata"]["name"] == "mlp-ml-platform-mlflow"
+                 and o["kind"] == "Deployment"]
+    command = mlflow["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert ("postgresql+psycopg2://$(MLFLOW_DB_USER):$(MLFLOW_DB_PASSWORD)"
+            "@ml-platform-db.example.internal:5432/mlflow?sslmode=require") in command
+    assert "--serve-artifacts" in command
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_rbac_is_namespaced_and_minimal(variant: str) -> None:
+    objects = render(variant)
+    kinds = [o["kind"] for o in objects]
+    assert "ClusterRole" not in kinds and "ClusterRoleBinding" not in kinds
+    (role,) = [o for o in objects if o["kind"] == "Role"]
+    (binding,) = [o for o in objects if o["kind"] == "RoleBinding"]
+    granted = {(g, r) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
+    assert granted == {("batch", "jobs"), ("batch", "jobs/status"), ("", "pods"), ("", "pods/log"),
+                       ("", "pods/status"), ("", "events")}
+    assert all("*" not in rule["verbs"] for rule in role["rules"])
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": role["metadata"]["name"]}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "mlp-ml-platform",
+                                    "namespace": NAMESPACE}]
+    # Pods that never talk to the API get no token.
+    for where, spec in pod_specs(objects):
+        if not any(n in where for n in ("webserver", "daemon", "user-code")):
+            assert spec.get("automountServiceAccountToken") is False, where
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_no_secret_in_plain_text(variant: str) -> None:
+    objects = render(variant)
+    assert not [o for o in objects if o["kind"] == "Secret"]
+    for where, spec in pod_specs(objects):
+        for c in containers(spec):
+            for var in c.get("env", []):
+                if SENSITIVE.search(var["name"]):
+                    assert "value" not in var and "secretKeyRef" in var["valueFrom"], (where, var)
+    for data in (o["data"] for o in objects if o["kind"] == "ConfigMap"):
+        assert not [k for k in data if SENSITIVE.search(k)]
+    instance = yaml.safe_load(config_map(objects, "-instance")["dagster.yaml"])
+    assert instance["storage"]["postgres"]["postgres_db"]["password"] == {"env": "DAGSTER_PG_PASSWORD"}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_pods_run_non_root_with_requests(variant: str) -> None:
+    for where, spec in pod_specs(render(variant)):
+        assert spec["securityContext"]["runAsNonRoot"] is True, where
+        assert spec["securityContext"]["runAsUser"] != 0, where
+        for c in containers(spec):
+            assert c["securityContext"]["allowPrivilegeEscalation"] is False, (where, c["name"])
+            assert c["securityContext"]["capabilities"]["drop"] == ["ALL"], (where, c["name"])
+            assert {"cpu", "memory"} <= set(c["resources"]["requests"]), (where, c["name"])
+            assert {"cpu", "memory"} <= set(c["resources"]["limits"]), (where, c["name"])
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_dagster_configs_pass_dagster_schemas(variant: str, tmp_path: Path) -> None:
+    from dagster._config import process_config
+    from dagster._core.instance.config import dagster_instance_config
+    from dagster._core.workspace.config_schema import ensure_workspace_config
+    from dagster_k8s import K8sRunLauncher
+
+    objects = render(variant)
+    (tmp_path / "dagster.yaml").write_text(config_map(objects, "-instance")["dagster.yaml"])
+    config, _ = dagster_instance_config(str(tmp_path))
+    launcher = config["run_launcher"]["config"]
+    assert process_config(K8sRunLauncher.config_type(), launcher).success
+    assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
+    assert config["concurrency"]["pools"]["granularity"] == "run"
+    assert config["run_monitoring"]["enabled"] and config["run_retries"]["enabled"]
+    env_cm = "mlp-ml-platform-env"
+    assert launcher["env_config_maps"] == [env_cm]
+    workspace = yaml.safe_load(config_map(objects, "-workspace")["workspace.yaml"])
+    ensure_workspace_config(workspace, "workspace.yaml")
+    assert workspace["load_from"][0]["grpc_server"]["host"] == "mlp-ml-platform-user-code"
+    # The daemon sets the `training` pool's limit the assets use.
+    (daemon,) = [s for w, s in pod_specs(objects) if w.endswith("-daemon")]
+    assert daemon["initContainers"][0]["command"][:5] == ["dagster", "instance", "concurrency", "set",
+                                                          "training"]
+
+
+def test_compute_logs_on_s3_config_is_valid(tmp_path: Path) -> None:
+    from dagster._config import process_config
+    from dagster_aws.s3.compute_log_manager import S3ComputeLogManager
+
+    values = tmp_path / "v.yaml"
+    values.write_text(yaml.safe_dump({"dagster": {"computeLogs": {"s3": True}},
+                                      "s3": {"endpointUrl": "http://minio.storage:9000"}}))
+    text = helm_run("template", "mlp", CHART, "--namespace", NAMESPACE, "-f", values)
+    objects = tuple(d for d in yaml.safe_load_all(text) if d)
+    logs = yaml.safe_load(config_map(objects, "-instance")["dagster.yaml"])["compute_logs"]
+    assert logs["class"] == "S3ComputeLogManager"
+    with env(ML_PLATFORM_S3_BUCKET="ml-platform"):  # `{env: ...}`: from the env ConfigMap
+        assert process_config(S3ComputeLogManager.config_type(), logs["config"]).success
+    assert config_map(objects, "-env")["AWS_ENDPOINT_URL_S3"] == "http://minio.storage:9000"
+
+
+def test_webserver_read_only_and_mlflow_auth(tmp_path: Path) -> None:
+    values = tmp_path / "v.yaml"
+    values.write_text(yaml.safe_dump({"dagster": {"webserver": {"readOnly": True}},
+                                      "mlflow": {"auth": {"enabled": True}}}))
+    text = helm_run("template", "mlp", CHART, "--namespace", NAMESPACE, "-f", values)
+    objects = tuple(d for d in yaml.safe_load_all(text) if d)
+    for obj in objects:
+        validate(obj)
+    specs = dict(pod_specs(objects))
+    assert "--read-only" in specs["Deployment/mlp-ml-platform-webserver"]["containers"][0]["command"]
+    mlflow = specs["Deployment/mlp-ml-platform-mlflow"]
+    assert "basic-auth" in mlflow["containers"][0]["command"]
+    assert mlflow["volumes"][-1]["secret"]["secretName"] == "ml-platform-mlflow-auth"
+    # clients get the credentials from the client Secret: run workers and training pods too
+    pod = json.loads(config_map(objects, "-env")["ML_PLATFORM_TRAINING_POD"])
+    assert pod["env_secrets"] == ["ml-platform-s3", "ml-platform-mlflow-client"]
+    instance = yaml.safe_load(config_map(objects, "-instance")["dagster.yaml"])
+    assert instance["run_launcher"]["config"]["env_secrets"] == pod["env_secrets"]
+
+
+def test_gpu_pool_values_reach_the_training_pod() -> None:
+    """The chart's training settings (ML_PLATFORM_TRAINING_POD) and a spec give a valid pod
+    on the GPU pool: GPUs from the spec, node selector and tolerations from both."""
+    spec = next(s for s in load_specs() if s.name == "listing_price")
+    settings = json.loads(config_map(render("gpu-pool"), "-env")["ML_PLATFORM_TRAINING_POD"])
+    trainer = K8sPodTrainer(compute={spec.name: spec.compute.model_dump(mode="json", exclude_none=True)},
+                            **settings)
+    pod = render_training_pod(spec, trainer)
+    validate(pod)
+    assert pod["metadata"]["namespace"] == NAMESPACE
+    assert pod["spec"]["serviceAccountName"] == "mlp-ml-platform-workload"
+    assert pod["spec"]["nodeSelector"] == {"ml-platform/pool": "gpu", **spec.compute.node_selector}
+    keys = [t["key"] for t in pod["spec"]["tolerations"]]
+    assert keys == ["nvidia.com/gpu", "ml-platform/pool"]  # the spec's duplicate merged away
+    (container,) = pod["spec"]["containers"]
+    assert container["resources"]["limits"][GPU_RESOURCE] == str(spec.compute.gpu)
+    assert container["image"] == "ml-platform:0.1.0"
+    assert {"configMapRef": {"name": "mlp-ml-platform-env"}} in container["envFrom"]
+    assert {"secretRef": {"name": "ml-platform-s3"}} in container["envFrom"]
+
+
+# Each command the chart runs, mapped to the pinned CLI that must accept every flag it passes.
+_CLIS = [("dagster-webserver",), ("dagster-daemon", "run"), ("dagster-daemon", "liveness-check"),
+         ("dagster", "api", "grpc-health-check"), ("dagster", "api", "grpc"),
+         ("dagster", "instance", "concurrency", "set"), ("mlflow", "server")]
+# One interpreter reads every CLI's click options (seven `--help` processes take 3x as long).
+_OPTIONS = """
+import json, sys, click
+from dagster._cli import cli as dagster
+from dagster._daemon.cli import cli as daemon
+from dagster_webserver.cli import dagster_webserver
+from mlflow.cli import cli as mlflow
+roots = {"dagster-webserver": dagster_webserver, "dagster-daemon": daemon, "dagster": dagster,
+         "mlflow": mlflow}
+out = {}
+for path in json.loads(sys.argv[1]):
+    cmd = roots[path[0]]
+    for name in path[1:]:
+        cmd = cmd.get_command(click.Context(cmd), name)
+    out[" ".join(path)] = [o for p in cmd.params for o in (*p.opts, *p.secondary_opts)]
+print(json.dumps(out))
+"""
+
+
+def test_every_flag_the_chart_passes_exists_in_the_pinned_clis(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    values = tmp_path / "v.yaml"
+    values.write_text(yaml.safe_dump({"dagster": {"webserver": {"readOnly": True, "pathPrefix": "/d"}},
+                                      "mlflow": {"auth": {"enabled": True}}}))
+    text = helm_run("template", "mlp", CHART, "--namespace", NAMESPACE, "-f", values)
+    specs = [spec for _, spec in pod_specs(tuple(yaml.safe_load_all(text)))]
+    commands = [c["command"] for spec in specs for c in containers(spec) if c.get("command")]
+    commands += [probe["exec"]["command"] for spec in specs for c in containers(spec)
+                 for probe in (c.get("livenessProbe"), c.get("readinessProbe"))
+                 if probe and "exec" in probe and probe["exec"]["command"][0] != "pg_isready"]
+    done = subprocess.run([sys.executable, "-c", _OPTIONS, json.dumps(_CLIS)], capture_output=True,
+                          text=True, check=True)
+    options = {tuple(k.split()): set(v) for k, v in json.loads(done.stdout).items()}
+    checked = set()
+    for command in commands:
+        cli = next(c for c in _CLIS if tuple(command[:len(c)]) == c)
+        unknown = {a for a in command if a.startswith("--")} - options[cli]
+        assert not unknown, (cli, unknown)
+        checked.add(cli)
+    assert checked == set(_CLIS)
+
+
+def test_dockerfile_pins_torch_and_runs_non_root() -> None:
+    """The image the chart runs: the repo installed editable with torch pinned, user 10001 (the
+    chart's runAsUser)."""
+    text = (CHART.parents[1] / "Dockerfile").read_text()
+    assert '"torch==2.13.0"' in text and "pip install -e ." in text
+    (user,) = re.findall(r"^USER (.+)$", text, re.M)
+    assert user.split(":")[0] == "10001"
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["podSecurityContext"]["runAsUser"] == 10001
