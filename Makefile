@@ -34,6 +34,7 @@ test: lint             ## the whole suite: unit tests and real-server integratio
 bench: setup           ## benchmarks; results go to docs/benchmarks.md
 	$(PY) benchmarks/features.py
 	$(PY) benchmarks/e2e.py
+	$(PY) benchmarks/training_throughput.py
 
 clean:
 	rm -rf .ml_platform

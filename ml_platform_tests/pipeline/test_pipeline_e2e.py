@@ -112,3 +112,34 @@ def test_bad_day_fails_blocking_check_and_keeps_production(
     assert len(platform.tracker.client().search_model_versions(
         f"name = '{platform.spec.name}'")) == versions_before
     assert not (platform.home / "lake" / validated_lake_key("bookings", bad_day.isoformat())).exists()
+
+
+SERVE = """
+import json, sys
+import mlflow, numpy as np, pandas as pd
+mlflow.set_tracking_uri(sys.argv[1])
+model = mlflow.pyfunc.load_model(f"models:/{sys.argv[2]}@production")
+meta = model.metadata.metadata
+sample = pd.read_parquet(sys.argv[3]).sample(200, random_state=0)
+pred = np.asarray(model.predict(sample[meta["feature_columns"]].to_numpy("float32"))).reshape(-1)
+print(json.dumps({"rows": len(pred), "mae": float(np.abs(pred - sample[meta["target"]]).mean()),
+                  "ours": sorted(m for m in sys.modules if m.startswith("ml_platform"))}))
+"""
+
+
+def test_production_model_serves_through_plain_mlflow(platform: Platform, tmp_path) -> None:
+    """As a serving system would: a fresh process with MLflow and torch only, the registry
+    alias, and a sample of the features table; no ml_platform code is imported."""
+    import subprocess
+    import sys
+
+    features = platform.instance.get_latest_materialization_event(
+        model_key(platform.spec.name, "features")).asset_materialization.metadata["path"].value
+    out = subprocess.run(
+        [sys.executable, "-c", SERVE, platform.tracker.uri, platform.spec.name, features],
+        check=True, capture_output=True, text=True, cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    ).stdout
+    served = json.loads(out.strip().splitlines()[-1])
+    assert served["rows"] == 200 and served["mae"] < 12
+    assert served["ours"] == []
