@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
+from pandas.api import types as ptypes
 
 from ml_platform.ml.data import NEIGHBOURHOODS, ROOM_TYPES
 from ml_platform.ml.engagement import CATEGORIES, SEGMENTS, affinity_codes
@@ -39,26 +40,41 @@ def _one_hot(values: pd.Series, categories: tuple[str, ...], prefix: str) -> dic
 
 def build_booking_features(frame: pd.DataFrame, *, key: str, date_column: str,
                            target: str) -> pd.DataFrame:
-    """Features of bookings: listing attributes, stay details, calendar and seasonality."""
-    dates = pd.to_datetime(frame[date_column])
-    day_of_year = dates.dt.dayofyear.to_numpy(dtype=np.float32)
-    columns: dict[str, np.ndarray] = {
-        c: frame[c].to_numpy(dtype=np.float32) for c in _BOOKING_NUMERIC
-    }
-    columns["log_reviews"] = np.log1p(frame["n_reviews"].to_numpy(dtype=np.float32))
-    columns.update({c: frame[c].to_numpy(dtype=np.float32) for c in _BOOKING_FLAGS})
-    columns["is_weekend"] = (dates.dt.weekday >= 4).to_numpy(dtype=np.float32)
+    """Features of bookings: listing attributes, stay details, calendar and seasonality.
+
+    Written into one preallocated float32 matrix: pandas neither consolidates nor copies it,
+    which keeps 5 million rows within seconds (see docs/benchmarks.md)."""
+    # Calendar features from the few distinct days, not per row.
+    codes, distinct = pd.factorize(frame[date_column])
+    days = pd.to_datetime(pd.Series(distinct))
+    day_of_year = days.dt.dayofyear.to_numpy(np.float32)[codes]
+    weekend = (days.dt.weekday >= 4).to_numpy(np.float32)[codes]
+    matrix = np.empty((len(frame), len(BOOKING_FEATURES)), dtype=np.float32)
+    position = {name: i for i, name in enumerate(BOOKING_FEATURES)}
+
+    def put(name: str, values: np.ndarray) -> None:
+        matrix[:, position[name]] = values
+
+    for c in (*_BOOKING_NUMERIC, *_BOOKING_FLAGS):
+        put(c, frame[c].to_numpy())
+    put("log_reviews", np.log1p(frame["n_reviews"].to_numpy(np.float32)))
+    put("is_weekend", weekend)
     angle = 2 * np.pi * day_of_year / 365.25
-    columns["season_sin"] = np.sin(angle).astype(np.float32)
-    columns["season_cos"] = np.cos(angle).astype(np.float32)
-    columns["last_minute"] = np.exp(-frame["lead_time_days"].to_numpy(np.float32) / 7.0)
-    columns.update(_one_hot(frame["neighbourhood"], NEIGHBOURHOODS, "neighbourhood"))
-    columns.update(_one_hot(frame["room_type"], ROOM_TYPES, "room_type"))
-    out = pd.DataFrame(columns, index=frame.index)[list(BOOKING_FEATURES)]
-    out.insert(0, date_column, dates.dt.date.to_numpy())
+    put("season_sin", np.sin(angle))
+    put("season_cos", np.cos(angle))
+    put("last_minute", np.exp(-frame["lead_time_days"].to_numpy(np.float32) / 7.0))
+    for column, categories in (("neighbourhood", NEIGHBOURHOODS), ("room_type", ROOM_TYPES)):
+        category = pd.Categorical(frame[column], categories=categories).codes
+        for i, c in enumerate(categories):
+            put(f"{column}_{c}", category == i)
+    out = pd.DataFrame(matrix, columns=list(BOOKING_FEATURES), copy=False)
+    dates = frame[date_column]
+    if not ptypes.is_object_dtype(dates):  # the lake's Parquet gives Python dates already
+        dates = pd.to_datetime(dates).dt.date
+    out.insert(0, date_column, dates.to_numpy())
     out.insert(0, key, frame[key].to_numpy())
     out[target] = frame[target].to_numpy(dtype=np.float32)
-    return out.reset_index(drop=True)
+    return out
 
 
 ENGAGEMENT_FEATURES: tuple[str, ...] = (
