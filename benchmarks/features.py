@@ -16,10 +16,7 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
-import re
 import resource
-import shlex
 import statistics
 import subprocess
 import sys
@@ -28,62 +25,11 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import DOC, ROOT, command_line, machine, write_section
+
 LOAD_AT_START = os.getloadavg()[0]
-DOC = ROOT / "docs" / "benchmarks.md"
 SECTION = "features"
-DOC_HEADER = """# Benchmarks
-
-Measured by the scripts in [`benchmarks/`](../benchmarks/); `make bench` runs both and rewrites
-the sections below (each script only its own, between its `<!-- name:start/end -->` markers;
-`--no-write` prints without touching this file). Timings are medians of a few runs on whatever
-machine ran them, listed with each section; they are never asserted by the tests.
-
-<!-- features:start -->
-_Not run yet: `.venv/bin/python benchmarks/features.py`._
-<!-- features:end -->
-
-<!-- e2e:start -->
-_Not run yet: `.venv/bin/python benchmarks/e2e.py`._
-<!-- e2e:end -->
-"""
 KEY, DATE, TARGET = "booking_id", "booking_date", "nightly_price"
-
-
-# ---------------------------------------------------------------------------------------------
-# shared with benchmarks/e2e.py (kept in each script so both run standalone)
-
-def machine() -> dict[str, str]:
-    cpu = "unknown"
-    with open("/proc/cpuinfo") as fh:
-        for line in fh:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    with open("/proc/meminfo") as fh:
-        kib = next(int(line.split()[1]) for line in fh if line.startswith("MemTotal"))
-    return {
-        "cpus": str(len(os.sched_getaffinity(0))), "memory": f"{kib / 2**20:.1f} GiB",
-        "cpu": cpu, "python": platform.python_version(), "torch": version("torch"),
-    }
-
-
-def write_section(name: str, body: str, doc: Path = DOC) -> None:
-    """Replace the `name` section of docs/benchmarks.md (creating the file if needed)."""
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    text = doc.read_text() if doc.exists() else DOC_HEADER
-    block = f"{start}\n{body.strip()}\n{end}"
-    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: block, text, count=1)
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text(text)
-
-
-def command_line() -> str:
-    return shlex.join([".venv/bin/python", "benchmarks/" + Path(__file__).name, *sys.argv[1:]])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,7 +148,7 @@ def render(args: argparse.Namespace, runs: list[dict[str, float]], gen_s: float,
         "process that calls the builder twice: *cold* (first call in the process, what the "
         "asset pays) and *warm* (second call).",
         "",
-        f"- command: `{command_line()}`",
+        f"- command: `{command_line(__file__)}`",
         f"- date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
         f"- load average (1 min) at start / end: {LOAD_AT_START:.1f} / {os.getloadavg()[0]:.1f}"
         " (other work on the box competes for the same cores)",

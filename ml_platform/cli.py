@@ -65,6 +65,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             register_landed_days,
             run_model_pipeline,
         )
+        from ml_platform.pipeline.models import model_key
         from ml_platform.storage.landing import LandingZone
         from ml_platform.storage.simulate import default_start, land_days
         from ml_platform.tracking.lineage import lineage, render
@@ -88,7 +89,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         tracker = MlflowTracker()
         failures = 0
         for spec in specs:
-            result = run_model_pipeline(defs, spec, instance, force_retrain=args.retrain)
+            trained_before = instance.get_latest_materialization_event(
+                model_key(spec.name, "training_set")) is not None
+            result = run_model_pipeline(defs, spec, instance,
+                                        retrain_only=args.retrain and trained_before)
             if not result.success:
                 failures += 1
                 print(f"{spec.name}: run {result.run_id} FAILED; see `ml-platform dev` for details")
@@ -303,7 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="land 30 days and run every model to production")
     p.add_argument("--days", type=int, default=30)
     p.add_argument("--model", action="append", help="only this model (repeatable)")
-    p.add_argument("--retrain", action="store_true", help="retrain even if nothing changed")
+    p.add_argument("--retrain", action="store_true",
+                   help="only retrain (forced) on the current training sets, and gate/promote")
     p.add_argument("--mlflow-port", type=int, default=5000)
     p.set_defaults(fn=cmd_demo)
 

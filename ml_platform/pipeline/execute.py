@@ -43,10 +43,15 @@ def register_landed_days(instance: dg.DagsterInstance, landing: LandingZone,
     return new
 
 
+RETRAIN_STAGES = ("trained", "evaluation", "registered", "production", "serving")
+
+
 def run_model_pipeline(defs: dg.Definitions, spec: ModelSpec, instance: dg.DagsterInstance,
-                       *, force_retrain: bool = False,
+                       *, force_retrain: bool = False, retrain_only: bool = False,
                        log_level: str = "INFO") -> dg.ExecuteInProcessResult:
-    """One run of `<model>_pipeline` over every registered day, in this process.
+    """One run of `<model>_pipeline` in this process: every registered day through serving,
+    or with `retrain_only` a forced new training on the current training set and what follows
+    (the inner loop after a code change: upstream untouched).
 
     Never raises on step failure: callers read the result (failed checks, skipped steps).
     """
@@ -55,13 +60,16 @@ def run_model_pipeline(defs: dg.Definitions, spec: ModelSpec, instance: dg.Dagst
         raise ValueError(f"no landed days of {spec.dataset.name}: run `ml-platform simulate` first")
     job = defs.resolve_job_def(f"{spec.name}_pipeline")
     trained = model_key(spec.name, "trained").to_python_identifier()
+    tags = {"ml_platform/trigger": "cli"}
+    if not retrain_only:
+        tags |= {"dagster/asset_partition_range_start": days[0],
+                 "dagster/asset_partition_range_end": days[-1]}
     return job.execute_in_process(
         instance=instance,
-        tags={"dagster/asset_partition_range_start": days[0],
-              "dagster/asset_partition_range_end": days[-1],
-              "ml_platform/trigger": "cli"},
+        tags=tags,
+        asset_selection=[model_key(spec.name, s) for s in RETRAIN_STAGES] if retrain_only else None,
         run_config={
-            "ops": {trained: {"config": {"force": force_retrain}}},
+            "ops": {trained: {"config": {"force": force_retrain or retrain_only}}},
             "loggers": {"console": {"config": {"log_level": log_level}}},
         },
         raise_on_error=False,

@@ -83,30 +83,24 @@ class MlflowTracker(dg.ConfigurableResource):
     def dagster_run_url(self, run_id: str) -> str:
         return f"{self.dagster_url.rstrip('/')}/runs/{run_id}"
 
-    def find_run(self, model: str, tags: dict[str, str]) -> Run | None:
-        """The newest FINISHED run of `model` carrying all `tags` (and a logged model)."""
+    def _newest_run(self, model: str, tags: dict[str, str], status: str) -> Run | None:
         query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in sorted(tags.items()))
         runs = self.client().search_runs(
-            [self.experiment_id(model)],
-            filter_string=f"{query} and attributes.status = 'FINISHED'",
-            order_by=["attributes.start_time DESC"],
-            max_results=1,
+            [self.experiment_id(model)], filter_string=f"{query} and attributes.status {status}",
+            order_by=["attributes.start_time DESC"], max_results=1,
         )
-        if runs and runs[0].data.tags.get("ml_platform.model_uri"):
-            return runs[0]
-        return None
+        return runs[0] if runs else None
+
+    def find_run(self, model: str, tags: dict[str, str]) -> Run | None:
+        """The newest FINISHED run of `model` carrying all `tags` (and a logged model)."""
+        run = self._newest_run(model, tags, "= 'FINISHED'")
+        return run if run and run.data.tags.get("ml_platform.model_uri") else None
 
     def find_unfinished_run(self, model: str, tags: dict[str, str]) -> str | None:
         """The newest run of `model` carrying `tags` that never finished (its training process
         died or the step was retried): the run a retry resumes."""
-        query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in sorted(tags.items()))
-        runs = self.client().search_runs(
-            [self.experiment_id(model)],
-            filter_string=f"{query} and attributes.status != 'FINISHED'",
-            order_by=["attributes.start_time DESC"],
-            max_results=1,
-        )
-        return runs[0].info.run_id if runs else None
+        run = self._newest_run(model, tags, "!= 'FINISHED'")
+        return run.info.run_id if run else None
 
     def create_run(self, model: str, run_name: str, tags: dict[str, str]) -> str:
         run = self.client().create_run(self.experiment_id(model), run_name=run_name, tags=tags)
