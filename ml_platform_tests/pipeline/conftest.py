@@ -39,9 +39,10 @@ class Platform:
         return run_model_pipeline(build_definitions([spec]), spec, self.instance,
                                   force_retrain=force, log_level="WARNING")
 
-    def land(self, start: dt.date, days: int, corruption: str | None = None) -> None:
+    def land(self, start: dt.date, days: int, corruption: str | None = None,
+             incomplete: float | None = None) -> None:
         land_days(LandingZone(), self.spec.dataset, start, days, corruption=corruption,
-                  damaged_column=self.spec.training.target)
+                  damaged_column=self.spec.training.target, incomplete=incomplete)
         register_landed_days(self.instance, LandingZone(), self.spec.dataset.name)
 
     def production(self) -> str | None:

@@ -135,3 +135,32 @@ def test_uri_of_aws_and_custom_endpoints() -> None:
     assert pyarrow_uri("b", "k", "https://s3.eu-west-1.amazonaws.com", "eu-west-1") == "s3://b/k"
     assert pyarrow_uri("b", "k", "http://minio.data:9000", "us-east-1") == \
         "s3://b/k?endpoint_override=minio.data%3A9000&scheme=http&region=us-east-1"
+
+
+def test_landing_sensor_works_on_s3(landing: S3LandingZone, tmp_path: Path) -> None:
+    """The same landing sensor, handed the S3 landing zone: registers the landed days and asks
+    for one retrain; the next tick, with its cursor, finds nothing new."""
+    import dagster as dg
+
+    from ml_platform.pipeline.build import build_definitions
+    from ml_platform.specs import load_specs
+    from ml_platform.storage.simulate import land_days
+
+    base = next(s for s in load_specs() if s.name == "listing_price")
+    spec = base.model_copy(update={"dataset": base.dataset.model_copy(update={"debounce_seconds": 0})})
+    land_days(landing, spec.dataset, dt.date(2026, 3, 1), 2)
+    defs = build_definitions([spec])
+    sensor = defs.resolve_sensor_def("bookings_landing_sensor")
+    (tmp_path / "dagster").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
+        with dg.build_sensor_context(instance=instance, resources={"landing": landing},
+                                     definitions=defs) as context:
+            first = sensor(context)
+        assert first.dynamic_partitions_requests[0].partition_keys == ["2026-03-01", "2026-03-02"]
+        (request,) = first.run_requests
+        assert request.tags["dagster/asset_partition_range_end"] == "2026-03-02"
+        instance.add_dynamic_partitions("bookings_days", ["2026-03-01", "2026-03-02"])
+        with dg.build_sensor_context(instance=instance, cursor=first.cursor,
+                                     resources={"landing": landing}, definitions=defs) as context:
+            again = sensor(context)
+        assert again.run_requests == [] and again.dynamic_partitions_requests == []
