@@ -328,10 +328,13 @@ def meta(demo: Demo, key: str) -> str:
 def changed_code_note(demos: list[Demo]) -> list[str]:
     """A warning when the training code changed while the benchmark ran (other edits in the
     checkout): then a plain second demo retrains and its time is not that of a no-op."""
-    versions = sorted({v for d in demos if d.run for m in d.run.trained.values()
-                       if (v := str(m.get("code_version")))})
-    if len(versions) <= 1:
+    per_model: dict[str, set[str]] = {}
+    for d in demos:
+        for model, m in (d.run.trained.items() if d.run else ()):
+            per_model.setdefault(model, set()).add(str(m.get("code_version")))
+    if all(len(v) <= 1 for v in per_model.values()):
         return []
+    versions = sorted(v for vs in per_model.values() for v in vs)
     return [f"**The training code version changed during the benchmark ({', '.join(versions)})**: "
             "the checkout was edited while it ran, so a plain demo after such a change trained "
             "again instead of reusing the run; rerun on a quiet checkout for clean numbers.", ""]

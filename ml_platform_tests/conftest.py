@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from ml_platform.tracking.server import MlflowServer, start_mlflow_server
+from ml_platform_tests.services import env
 
 
 @pytest.fixture(scope="session")
@@ -29,18 +30,6 @@ def platform_home(tmp_path_factory: pytest.TempPathFactory,
                   mlflow_server: MlflowServer) -> Iterator[Path]:
     """ML_PLATFORM_HOME, DAGSTER_HOME and MLFLOW_TRACKING_URI for one test module."""
     home = tmp_path_factory.mktemp("home")
-    saved = {k: os.environ.get(k) for k in
-             ("ML_PLATFORM_HOME", "DAGSTER_HOME", "MLFLOW_TRACKING_URI")}
-    os.environ.update({
-        "ML_PLATFORM_HOME": str(home),
-        "DAGSTER_HOME": str(home / "dagster"),
-        "MLFLOW_TRACKING_URI": mlflow_server.url,
-    })
-    try:
+    with env(ML_PLATFORM_HOME=str(home), DAGSTER_HOME=str(home / "dagster"),
+             MLFLOW_TRACKING_URI=mlflow_server.url):
         yield home
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value

@@ -16,16 +16,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import torch
 from mlflow import MlflowClient
 
 from ml_platform.compute.request import TrainingRequest
-from ml_platform.ml.data import generate_bookings
-from ml_platform.ml.features import build_features
-from ml_platform.ml.training_set import make_training_set
 from ml_platform.tracking.server import MlflowServer, free_port, start_mlflow_server
+from ml_platform_tests.data import booking_training_set
 
 EPOCHS = 40
 RUN = """
@@ -38,13 +35,8 @@ print(json.dumps({k: v for k, v in summary.items() if isinstance(v, int | float 
 
 
 def _training_set(tmp_path: Path) -> str:
-    frame = pd.concat([generate_bookings(dt.date(2026, 5, 1) + dt.timedelta(d), 600)
-                       for d in range(4)], ignore_index=True)
-    table = build_features("bookings", frame, key="booking_id", date_column="booking_date",
-                           target="nightly_price")
     path = tmp_path / "training_set.parquet"
-    make_training_set(table, key="booking_id", valid_fraction=0.15, test_fraction=0.15,
-                      seed=1).to_parquet(path, index=False)
+    booking_training_set(dt.date(2026, 5, 1), days=4, rows=600, seed=1).to_parquet(path, index=False)
     return str(path)
 
 

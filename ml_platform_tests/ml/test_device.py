@@ -12,11 +12,9 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
-from ml_platform.ml.data import generate_bookings
 from ml_platform.ml.distributed import (
     DEVICE_ENV,
     DistContext,
@@ -25,28 +23,14 @@ from ml_platform.ml.distributed import (
     select_device,
     threads_per_process,
 )
-from ml_platform.ml.features import build_features, feature_columns
 from ml_platform.ml.metrics import regression_metrics
 from ml_platform.ml.train import TrainParams, train_regressor
-from ml_platform.ml.training_set import SPLIT_COLUMN, make_training_set
-
-TARGET = "nightly_price"
+from ml_platform_tests.data import booking_arrays
 
 
 @pytest.fixture(scope="module")
 def arrays() -> tuple[np.ndarray, ...]:
-    raw = pd.concat([generate_bookings(dt.date(2024, 7, 1) + dt.timedelta(days=i), 600)
-                     for i in range(3)], ignore_index=True)
-    feats = build_features("bookings", raw, key="booking_id", date_column="booking_date",
-                           target=TARGET)
-    ts = make_training_set(feats, key="booking_id", valid_fraction=0.15, test_fraction=0.15,
-                           seed=3)
-    cols = list(feature_columns("bookings"))
-    out: list[np.ndarray] = []
-    for name in ("train", "valid", "test"):
-        rows = ts[ts[SPLIT_COLUMN] == name]
-        out += [rows[cols].to_numpy(np.float32), rows[TARGET].to_numpy(np.float32)]
-    return tuple(out)
+    return booking_arrays(dt.date(2024, 7, 1), days=3, rows=600, seed=3)
 
 
 def _params(seed: int) -> TrainParams:

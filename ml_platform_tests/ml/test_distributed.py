@@ -13,21 +13,17 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 import torch.multiprocessing as mp
 from torch.utils.data.distributed import DistributedSampler
 
-from ml_platform.ml.data import generate_bookings
 from ml_platform.ml.distributed import DistContext, distributed_session, shard_order, threads_per_process
-from ml_platform.ml.features import build_features, feature_columns
 from ml_platform.ml.metrics import regression_metrics
 from ml_platform.ml.train import TrainParams, train_regressor
-from ml_platform.ml.training_set import SPLIT_COLUMN, make_training_set
 from ml_platform.tracking.server import free_port
+from ml_platform_tests.data import booking_arrays
 
-TARGET = "nightly_price"
 EPOCHS = 6
 PARAMS = TrainParams(hidden=(64, 64), epochs=EPOCHS, batch_size=128, learning_rate=3e-3, seed=0)
 
@@ -38,19 +34,9 @@ Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.nd
 def arrays() -> Arrays:
     """Five days of 800 bookings, featurised and split as the pipeline does (odd train rows:
     the DDP run pads one row per epoch, as DistributedSampler does)."""
-    raw = pd.concat([generate_bookings(dt.date(2024, 6, 1) + dt.timedelta(days=i), 800)
-                     for i in range(5)], ignore_index=True)
-    feats = build_features("bookings", raw, key="booking_id", date_column="booking_date",
-                           target=TARGET)
-    ts = make_training_set(feats, key="booking_id", valid_fraction=0.15, test_fraction=0.15,
-                           seed=7)
-    cols = list(feature_columns("bookings"))
-    out: list[np.ndarray] = []
-    for name in ("train", "valid", "test"):
-        rows = ts[ts[SPLIT_COLUMN] == name]
-        out += [rows[cols].to_numpy(np.float32), rows[TARGET].to_numpy(np.float32)]
+    out = booking_arrays(dt.date(2024, 6, 1), days=5, rows=800, seed=7)
     assert len(out[0]) % 2 == 1
-    return tuple(out)  # type: ignore[return-value]
+    return out  # type: ignore[return-value]
 
 
 def _test_mae(model: torch.nn.Module, x: np.ndarray, y: np.ndarray) -> float:

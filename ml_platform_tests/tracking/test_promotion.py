@@ -119,3 +119,16 @@ def test_live_lock_makes_others_wait_then_fail(tracker: MlflowTracker, model: st
         move_alias(tracker, model, "1", expected_current=None, kind="promotion",
                    reason="blocked", triggered_by="test", lock_wait_s=1.0)
     assert tracker.alias_version(model, "production") is None
+
+
+def test_a_retried_registration_returns_the_same_version(tracker: MlflowTracker,
+                                                         mlflow_server: MlflowServer) -> None:
+    client = MlflowClient(mlflow_server.url)
+    name = f"register_{time.time_ns()}"
+    run = client.create_run(client.create_experiment(name))
+    client.log_text(run.info.run_id, "weights", "model/weights.txt")
+    uri = f"runs:/{run.info.run_id}/model"
+    first = tracker.register(name, uri, run.info.run_id, tags={"attempt": "1"})
+    again = tracker.register(name, uri, run.info.run_id, tags={"attempt": "2"})
+    assert first.version == again.version == "1"
+    assert [v.version for v in client.search_model_versions(f"name = '{name}'")] == ["1"]
