@@ -372,6 +372,9 @@ def _corruptions() -> Sequence[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # No usage reports from this process, its children or its MLflow server: nothing here may
+    # reach beyond the machine (and each attempt costs time on a closed network).
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     # Dagster flags the beta/preview APIs it is asked to use on every run; say it once, here:
     # backfill policies (one run for a range of days) and Pipes' message reader.
     warnings.filterwarnings("ignore", message=".*(currently in beta|currently in preview).*")

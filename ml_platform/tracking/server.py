@@ -99,7 +99,8 @@ def start_mlflow_server(store: Path | None = None, port: int | None = None) -> M
     ]
     # The server's background job runners (a handful of ~250 MB processes) serve GenAI
     # features this platform does not use.
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+           "MLFLOW_DISABLE_TELEMETRY": "true"}
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
