@@ -115,7 +115,10 @@ def dataset_assets(ds: DatasetSpec) -> list[dg.AssetsDefinition]:
     partitions = day_partitions(ds.name)
     common = dict(
         partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),  # a 30-day backfill is one run
+        # A backfill of N days becomes ceil(N/10) partition-range runs, submitted together; the
+        # run queue (dagster.yaml) runs them in parallel within its limit. The CLI and sensors
+        # pass explicit ranges, which run as one run whatever their length.
+        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=10),
         group_name=ds.name,
         retry_policy=STORAGE_RETRY,
     )
