@@ -379,7 +379,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     # backfill policies (one run for a range of days) and Pipes' message reader.
     warnings.filterwarnings("ignore", message=".*(currently in beta|currently in preview).*")
     settings.profile()  # fail early on a bad ML_PLATFORM_PROFILE
-    return int(args.fn(args) or 0)
+    code = int(args.fn(args) or 0)
+    if args.command == "demo":
+        # Everything is stored and every server stopped: skip the second or so the interpreter
+        # spends tearing down torch, MLflow and Dagster at exit.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":
