@@ -466,10 +466,7 @@ def render(a: argparse.Namespace, fresh: list[Demo], plain: list[Demo],
         "MLflow server answering /health, seconds after `cmd_demo` spawned it: "
         + ", ".join(f"{name} {fmt(med(d.mlflow_ready_s for d in g))}"
                     for name, g in zip(("fresh", "plain", "retrain"), groups, strict=True) if g)
-        + "; time the demo sat waiting for it after landing: "
-        + ", ".join(f"{name} {fmt(med(d.mlflow_wait_s for d in g))}"
-                    for name, g in zip(("fresh", "plain", "retrain"), groups, strict=True) if g)
-        + ".",
+        + "; after landing, the steps that need no MLflow run while it boots.",
         "",
         *overhead_note(fresh, overhead),
         "### Time per asset step (median seconds)",
