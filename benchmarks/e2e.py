@@ -162,14 +162,6 @@ class Demo:
             return None
         return self.server_ready - (finished - self.printed_total)
 
-    @property
-    def mlflow_wait_s(self) -> float | None:
-        """How long the demo could only wait for MLflow after landing (0 if it was ready)."""
-        landed_line = self.line_time(r"^\S+: \d+ day\(s\) landed")
-        if self.server_ready is None or landed_line is None:
-            return None
-        return max(0.0, self.server_ready - landed_line)
-
 
 def free_port() -> int:
     with socket.socket() as s:
