@@ -57,3 +57,12 @@ def write_section(name: str, body: str, doc: Path = DOC) -> None:
 def command_line(script: str) -> str:
     """The command that ran `script` (a path), as a user would type it."""
     return shlex.join([".venv/bin/python", "benchmarks/" + Path(script).name, *sys.argv[1:]])
+
+
+def publish(name: str, body: str, *, write: bool) -> None:
+    """Print a section's results and, with `write`, put them into docs/benchmarks.md."""
+    print()
+    print(body)
+    if write:
+        write_section(name, body)
+        print(f"updated {DOC.relative_to(ROOT)} (section `{name}`)")

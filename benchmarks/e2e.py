@@ -26,20 +26,20 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 
-from common import DOC, ROOT, command_line, machine, write_section
+from common import ROOT, command_line, machine, publish
+
+from ml_platform.tracking.server import free_port, is_healthy
 
 LOAD_AT_START = os.getloadavg()[0]
 SECTION = "e2e"
@@ -163,20 +163,6 @@ class Demo:
         return self.server_ready - (finished - self.printed_total)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def healthy(port: int, timeout: float = 0.5) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=timeout) as r:
-            return r.status == 200
-    except OSError:
-        return False
-
-
 def cli() -> str:
     sibling = Path(sys.executable).parent / "ml-platform"
     found = str(sibling) if sibling.exists() else shutil.which("ml-platform")
@@ -197,7 +183,7 @@ def run_demo(kind: str, home: Path, args: list[str], timeout: float) -> Demo:
 
     def poll() -> None:
         while not done.is_set():
-            if healthy(port):
+            if is_healthy(f"http://127.0.0.1:{port}", timeout=0.5):
                 ready.append(time.time())
                 return
             done.wait(0.1)
@@ -223,7 +209,7 @@ def run_demo(kind: str, home: Path, args: list[str], timeout: float) -> Demo:
     poller.join()
     demo = Demo(kind, wall, returncode, t0, t_end, log, lines,
                 server_ready=ready[0] if ready else None,
-                server_left_running=healthy(port))
+                server_left_running=is_healthy(f"http://127.0.0.1:{port}", timeout=0.5))
     written = sorted(p.stat().st_mtime for p in (home / "landing").rglob("*.parquet")
                      if p.stat().st_mtime >= t0)
     demo.landing = (written[0], written[-1]) if written else None
@@ -564,11 +550,7 @@ def main() -> int:
             shutil.rmtree(home, ignore_errors=True)
 
     body = render(a, fresh, plain, retrain)
-    print()
-    print(body)
-    if a.write:
-        write_section(SECTION, body)
-        print(f"updated {DOC.relative_to(ROOT)} (section `{SECTION}`)")
+    publish(SECTION, body, write=a.write)
     return 0
 
 

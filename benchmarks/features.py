@@ -25,7 +25,7 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
-from common import DOC, ROOT, command_line, machine, write_section
+from common import ROOT, command_line, machine, publish
 
 LOAD_AT_START = os.getloadavg()[0]
 SECTION = "features"
@@ -217,11 +217,7 @@ def main() -> int:
                   f"user {r['user_s']:.2f}s sys {r['sys_s']:.2f}s  peak RSS "
                   f"{r['peak_gib']:.2f} GiB", flush=True)
     body = render(args, runs, gen_s, rows)
-    print()
-    print(body)
-    if args.write:
-        write_section(SECTION, body)
-        print(f"updated {DOC.relative_to(ROOT)} (section `{SECTION}`)")
+    publish(SECTION, body, write=args.write)
     return 0
 
 

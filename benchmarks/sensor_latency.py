@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import yaml
-from common import ROOT, command_line, machine, write_section
+from common import ROOT, command_line, machine, publish
 
 INTERVAL_S = 5
 
@@ -194,9 +194,7 @@ on average) plus the daemon's tick overhead; the run starts once the queued-run 
 it to a worker process. With the shipped specs the interval is 30 s and the debounce 60 s: a burst
 of files waits for quiet before its one run.
 """
-    print(body)
-    if not args.no_write:
-        write_section("sensor_latency", body)
+    publish("sensor_latency", body, write=not args.no_write)
 
 
 if __name__ == "__main__":

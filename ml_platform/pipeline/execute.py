@@ -11,7 +11,7 @@ import dagster as dg
 
 from ml_platform import settings
 from ml_platform.pipeline.datasets import raw_key
-from ml_platform.pipeline.models import model_key
+from ml_platform.pipeline.models import STAGES, model_key
 from ml_platform.pipeline.partitions import day_partitions
 from ml_platform.pipeline.sensors import partition_range_tags, retrain_job_name
 from ml_platform.specs import ModelSpec
@@ -43,7 +43,7 @@ def register_landed_days(instance: dg.DagsterInstance, landing: LandingZone,
     return new
 
 
-RETRAIN_STAGES = ("trained", "evaluation", "registered", "production", "serving")
+RETRAIN_STAGES = STAGES[STAGES.index("trained"):]
 
 
 def run_model_pipeline(defs: dg.Definitions, spec: ModelSpec, instance: dg.DagsterInstance,

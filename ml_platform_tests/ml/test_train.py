@@ -11,16 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
-from ml_platform.ml.data import generate_bookings
-from ml_platform.ml.features import build_features, feature_columns
 from ml_platform.ml.metrics import metrics_for, regression_metrics
 from ml_platform.ml.models import TabularRegressor, build_regressor, parameter_count
 from ml_platform.ml.train import TrainParams, train_regressor
-from ml_platform.ml.training_set import SPLIT_COLUMN, make_training_set
+from ml_platform_tests.data import booking_arrays
 
 TARGET = "nightly_price"
 HIDDEN = (64, 64)
@@ -39,20 +36,7 @@ class Splits:
 @pytest.fixture(scope="module")
 def splits() -> Splits:
     """Five days of 800 bookings, featurised and split the way the pipeline does."""
-    first = dt.date(2024, 6, 1)
-    raw = pd.concat([generate_bookings(first + dt.timedelta(days=i), 800) for i in range(5)],
-                    ignore_index=True)
-    feats = build_features("bookings", raw, key="booking_id", date_column="booking_date",
-                           target=TARGET)
-    ts = make_training_set(feats, key="booking_id", valid_fraction=0.15, test_fraction=0.15,
-                           seed=7)
-    cols = list(feature_columns("bookings"))
-
-    def part(name: str) -> tuple[np.ndarray, np.ndarray]:
-        rows = ts[ts[SPLIT_COLUMN] == name]
-        return rows[cols].to_numpy(np.float32), rows[TARGET].to_numpy(np.float32)
-
-    return Splits(*part("train"), *part("valid"), *part("test"))
+    return Splits(*booking_arrays(dt.date(2024, 6, 1), days=5, rows=800, seed=7))
 
 
 def _params(epochs: int) -> TrainParams:
