@@ -15,7 +15,7 @@ server` on loopback), against a bare torch loop over the same model, data, devic
 The training path's time includes draining the asynchronous metric queue after the last epoch
 (`flush`), so a logger that only looks non-blocking still shows up. Fixed per-run costs that
 do not scale with training (creating the run, logging the model) are reported, not budgeted.
-Each case runs 3 times, interleaved; medians are printed and written to docs/benchmarks.md.
+Each case runs 5 times (`--repeats`), interleaved; medians are printed and written to docs/benchmarks.md.
 CUDA is used when present (bf16 autocast), as the entrypoint does; nothing else changes.
 """
 
@@ -237,7 +237,7 @@ def render(info: dict[str, str], args: argparse.Namespace, n_train: int,
               - min(x.samples_per_s for x in results["bare"])) / bare
     ok = True
     lines = [
-        "| case | samples/s, median | 3 runs | vs bare | budget | logging call, ms/epoch "
+        f"| case | samples/s, median | {args.repeats} runs | vs bare | budget | logging call, ms/epoch "
         "| vs bare incl. queue drain | queue drain, s | fixed cost per run, s |",
         "|---|---:|---|---:|---|---:|---:|---:|---:|",
     ]
@@ -264,8 +264,8 @@ def render(info: dict[str, str], args: argparse.Namespace, n_train: int,
     one = median(results["ddp1"])
     lines += [
         "",
-        "| data parallel (`--request`, no tracking) | samples/s, median | 3 runs | vs 1 process "
-        "| test MAE |",
+        f"| data parallel (`--request`, no tracking) | samples/s, median | {args.repeats} runs "
+        "| vs 1 process | test MAE |",
         "|---|---:|---|---:|---:|",
     ]
     for label, key in (("1 process", "ddp1"), ("DDP, 2 processes (torchrun)", "ddp2")):
@@ -285,14 +285,15 @@ Machine: {info['nproc']} CPUs ({info['cpu']}), {info['memory']} memory, training
 **{info['device']}** ({info['threads']} torch thread(s) per process, as the entrypoint sets them
 for both loops); torch {info['torch']}, MLflow {info['mlflow']}, Python {info['python']}.
 Load average {load[0]:.2f} before, {load[1]:.2f} after (other work on the machine skews
-timings); the bare loop's 3 runs spread by {spread:.0%} of their median, so differences of a few
+timings); the bare loop's {args.repeats} runs spread by {spread:.0%} of their median, so differences of a few
 percent between rows are within noise.
 
 Workload: the shipped `listing_price` model (MLP {args.hidden}, batch {args.batch_size}, Adam
 lr 3e-3) on {args.days} generated days of {args.rows} bookings ({n_train:,} training rows),
 {args.epochs} epochs a run. samples/s: training rows through forward, backward and step per
 second of the epoch loop; all loops validate once an epoch. The entrypoint's loop also writes
-its atomic checkpoint every epoch (serialised by a background thread) and, with MLflow, logs
+its atomic checkpoint every epoch (packed into one buffer, written by a background thread
+under a new name, never over the previous file) and, with MLflow, logs
 the epoch's metrics asynchronously (`MlflowClient.log_batch(..., synchronous=False)`).
 "Logging call" is the time the loop spent in that call per epoch: a client that waited for the
 server would spend >= {LATENCY_S * 1000:.0f} ms there in the latency case. After the last
@@ -334,7 +335,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--hidden", default="64,64")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-write", "--no-doc", dest="no_write", action="store_true",
                         help="print only; leave docs/benchmarks.md alone")
     parser.add_argument("--proxy", nargs=3, metavar=("LISTEN", "TARGET", "DELAY"),

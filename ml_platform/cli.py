@@ -281,11 +281,15 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 def cmd_k8s_render(args: argparse.Namespace) -> int:
     import yaml
 
-    from ml_platform.compute.k8s import render_training_pod
+    from ml_platform.compute.k8s import render_training
 
-    manifest = render_training_pod(_spec(args.model), namespace=args.namespace)
-    print(f"# The pod the `trained` step of {args.model} submits (k8s profile).")
-    print(yaml.safe_dump(manifest, sort_keys=False), end="")
+    spec = _spec(args.model)
+    manifests = render_training(spec, namespace=args.namespace)
+    what = "pod" if len(manifests) == 1 else (
+        f"pods ({spec.compute.nodes} nodes: node 0's pod, its rendezvous Service and the Job "
+        "of the others; created and deleted with the step)")
+    print(f"# The {what} the `trained` step of {args.model} submits (k8s profile).")
+    print(yaml.safe_dump_all(manifests, sort_keys=False), end="")
     return 0
 
 
@@ -356,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("k8s", help="what the k8s profile submits to Kubernetes")
     k8s = p.add_subparsers(dest="k8s_command", required=True)
-    p = k8s.add_parser("render", help="print MODEL's training pod manifest (YAML)")
+    p = k8s.add_parser("render", help="print the manifests of MODEL's training (YAML)")
     p.add_argument("model")
     p.add_argument("--namespace", help="set metadata.namespace")
     p.set_defaults(fn=cmd_k8s_render)

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ml_platform.compute.request import TrainingRequest
+from ml_platform.ml import checkpoint as checkpoints
 from ml_platform.ml.distributed import SINGLE, DistContext, broadcast_object, distributed_session
 from ml_platform.ml.features import feature_columns
 from ml_platform.ml.metrics import metrics_for
@@ -80,23 +81,19 @@ def train_params(request: TrainingRequest) -> TrainParams:
     )
 
 
-def checkpoint_path(request: TrainingRequest) -> Path:
-    return Path(request.checkpoint_dir) / "last.pt"
-
-
 def train_model(request: TrainingRequest, splits: Splits | None = None, *,
                 ctx: DistContext = SINGLE, device: torch.device | None = None,
                 on_epoch: EpochCallback | None = None, checkpoint: bool = True) -> TrainResult:
     """The training part of the entrypoint, run by every rank: no Pipes, no MLflow.
 
-    Rank 0 writes (and resumes from) the per-epoch checkpoint and calls `on_epoch`."""
+    Rank 0 writes (and resumes from) the per-epoch checkpoints in the request's
+    `checkpoint_dir` and calls `on_epoch`."""
     splits = splits or load_splits(request)
-    ckpt = checkpoint_path(request) if checkpoint else None
-    if ckpt is not None and ctx.is_main:
-        ckpt.parent.mkdir(parents=True, exist_ok=True)
     return train_regressor(
         splits.x_train, splits.y_train, splits.x_valid, splits.y_valid, train_params(request),
-        checkpoint=ckpt, on_epoch=on_epoch, device=device, dist=ctx,
+        checkpoint_dir=Path(request.checkpoint_dir) if checkpoint else None,
+        checkpoint_mirror=request.checkpoint_mirror or None, on_epoch=on_epoch, device=device,
+        dist=ctx,
     )
 
 
@@ -155,7 +152,6 @@ def run_training(request: TrainingRequest, log: Any = None, *, ctx: DistContext 
     device = select_device(ctx) if device is None else device
     splits = load_splits(request)
     params = train_params(request)
-    checkpoint = checkpoint_path(request)
     blocked = 0.0  # seconds the training loop spent inside the tracking callback
 
     with mlflow.start_run(run_id=request.mlflow_run_id):
@@ -200,7 +196,7 @@ def run_training(request: TrainingRequest, log: Any = None, *, ctx: DistContext 
         test = holdout_metrics(request, result, splits)
         mlflow.log_metrics(test)
         mlflow.log_figure(_loss_curve(result.history), "loss_curve.png")
-        mlflow.log_artifact(str(checkpoint), "checkpoints")
+        mlflow.log_artifact(str(checkpoints.latest(Path(request.checkpoint_dir))), "checkpoints")
         example = splits.x_test[:8]
         with torch.no_grad():
             signature = infer_signature(example, result.model(torch.from_numpy(example)).numpy())

@@ -5,10 +5,15 @@ The run worker stays a light CPU pod; only the training step gets a pod shaped b
 `ml-platform k8s render` build that pod with the same functions, so what `render` prints is
 what `dagster_k8s.PipesK8sClient` submits (bar the pod name's run id and the per-run Pipes
 variables).
+
+Multi-node training (`compute.nodes` > 1) adds, for the duration of the step, an Indexed Job
+of the other nodes' pods (same pod spec) and a headless Service naming node 0's pod, where
+torchrun's static rendezvous meets: node 0 is the Pipes pod and runs global rank 0.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -18,8 +23,8 @@ from typing import Any
 
 import dagster as dg
 
-from ml_platform.compute.local import ENTRYPOINT
 from ml_platform.compute.request import TrainingRequest
+from ml_platform.compute.trainer import Trainer
 from ml_platform.specs import ComputeSpec, ModelSpec
 
 POD_ENV = "ML_PLATFORM_TRAINING_POD"  # JSON of K8sPodTrainer fields, set by the Helm chart
@@ -27,9 +32,14 @@ SCRATCH = "/tmp"  # an emptyDir: the root filesystem is read-only
 CONTAINER = "training"
 GPU_RESOURCE = "nvidia.com/gpu"
 PIPES_PLACEHOLDER = "<set by Dagster Pipes when the step runs>"
+RENDEZVOUS_PORT = 29500
+PLACEHOLDER_ATTEMPT = "00000000-0"  # <Dagster run id[:8]>-<retry number> when the step runs
+# Worker pod i of the Indexed Job is node i + 1 (node 0 is the Pipes pod); torchrun reads
+# --node-rank from $PET_NODE_RANK. "$@" keeps the command an argv list: nothing is re-quoted.
+WORKER_SHELL = 'export PET_NODE_RANK=$((JOB_COMPLETION_INDEX + 1)) && exec "$@"'
 
 
-class K8sPodTrainer(dg.ConfigurableResource):
+class K8sPodTrainer(Trainer):
     """Runs `python -m ml_platform.compute.entrypoint` in a Kubernetes pod requesting what the
     model's `ComputeSpec` asks for, and returns what it reported over Dagster Pipes."""
 
@@ -71,46 +81,99 @@ class K8sPodTrainer(dg.ConfigurableResource):
         return ComputeSpec.model_validate(self.compute[model])
 
     def launch_args(self, request: TrainingRequest) -> dict[str, Any]:
-        """`base_pod_meta` and `base_pod_spec` for `PipesK8sClient.run` (camelCase)."""
-        if getattr(request, "nodes", 1) > 1:
-            raise ValueError(f"{request.model}: a multi-node request (nodes > 1) needs the "
-                             "distributed backend; K8sPodTrainer runs one pod")
+        """`base_pod_meta` and `base_pod_spec` of node 0's pod for `PipesK8sClient.run`."""
         compute = self.compute_for(request.model)
-        return {"base_pod_meta": training_pod_meta(compute, request),
-                "base_pod_spec": training_pod_spec(compute, request, self)}
+        return {"base_pod_meta": training_pod_meta(compute, request, node_rank=0),
+                "base_pod_spec": training_pod_spec(compute, request, self, node_rank=0)}
+
+    def companions(self, request: TrainingRequest) -> list[dict[str, Any]]:
+        """What a multi-node request needs beside node 0's pod: the rendezvous Service and the
+        Indexed Job of nodes 1..n-1 (manifests, camelCase). Nothing for one node."""
+        if request.nodes == 1:
+            return []
+        compute = self.compute_for(request.model)
+        return [rendezvous_service(request), worker_job(compute, request, self)]
 
     def train(self, context: dg.AssetExecutionContext, request: TrainingRequest,
               env: dict[str, str]) -> dict[str, Any]:
         from dagster_k8s import PipesK8sClient
+        from dagster_k8s.client import DagsterKubernetesClient
+        from dagster_k8s.utils import detect_current_namespace
 
-        request = pod_request(request)
+        # Per attempt: a retried step never meets the pods of the attempt it replaces.
+        request = pod_request(request, attempt=f"{context.run_id[:8]}-{context.retry_number}")
         compute = self.compute_for(request.model)
-        context.log.info(f"training {request.model} in a pod: {compute.gpu} GPU, "
-                         f"cpu {compute.cpu}, memory {compute.memory}")
-        invocation = PipesK8sClient(poll_interval=self.poll_interval_s).run(
-            context=context,
-            extras=request.to_extras(),
-            namespace=self.namespace,
-            env=env,
-            pod_wait_timeout=self.pod_wait_timeout_s,
-            **self.launch_args(request),
-        )
-        result = invocation.get_materialize_result()
-        return {k: getattr(v, "value", v) for k, v in (result.metadata or {}).items()}
+        context.log.info(f"training {request.model} on {request.nodes} pod(s): {compute.gpu} GPU, "
+                         f"cpu {compute.cpu}, memory {compute.memory} each")
+        client = PipesK8sClient(poll_interval=self.poll_interval_s)
+        namespace = self.namespace or detect_current_namespace(None) or "default"
+        companions = self.companions(request)
+        if companions:
+            client._load_k8s_config()  # as `run` does: in-cluster, else the kubeconfig
+        api = DagsterKubernetesClient.production_client() if companions else None
+        with _created(api, namespace, companions, context.log):
+            invocation = client.run(
+                context=context,
+                extras=request.to_extras(),
+                namespace=namespace,
+                env=env,
+                pod_wait_timeout=self.pod_wait_timeout_s,
+                **self.launch_args(request),
+            )
+        return self.reported(invocation)
 
 
-def pod_request(request: TrainingRequest) -> TrainingRequest:
-    """The request as the pod sees it: checkpoints go to the pod's scratch volume (they also
-    reach MLflow as artifacts), not to a path of the orchestrator's filesystem."""
+@contextlib.contextmanager
+def _created(api: Any, namespace: str, manifests: list[dict[str, Any]], log: Any) -> Any:
+    """Create `manifests` (Services and Jobs) for the block, and delete them after it, whatever
+    happens: a failed or retried step leaves no worker pods holding GPUs."""
+    created: list[dict[str, Any]] = []
+    try:
+        for manifest in manifests:
+            if manifest["kind"] == "Service":
+                api.core_api.create_namespaced_service(namespace, manifest)
+            else:
+                api.batch_api.create_namespaced_job(namespace, manifest)
+            created.append(manifest)
+        yield
+    finally:
+        for manifest in reversed(created):
+            name = manifest["metadata"]["name"]
+            try:
+                if manifest["kind"] == "Service":
+                    api.core_api.delete_namespaced_service(name, namespace)
+                else:  # Background: the Job's pods go with it
+                    api.batch_api.delete_namespaced_job(name, namespace,
+                                                        propagation_policy="Background")
+            except Exception as exc:  # cleanup tries every object
+                kind = manifest["kind"]
+                log.warning(f"could not delete {kind} {name}: {exc}; delete it with "
+                            f"`kubectl -n {namespace} delete {kind.lower()} {name}`")
+
+
+def pod_request(request: TrainingRequest, attempt: str) -> TrainingRequest:
+    """The request as the pods see it: checkpoints go to the pod's scratch volume (they also
+    reach MLflow as artifacts), not to a path of the orchestrator's filesystem; several nodes
+    meet at a Service named after the MLflow run and this `attempt` of the step."""
+    rendezvous = ""
+    if request.nodes > 1:
+        label = re.sub(r"[^a-z0-9]+", "-", f"{request.mlflow_run_id[:32]}-{attempt}".lower())
+        rendezvous = f"train-{label.strip('-')}"[:55].rstrip("-") + f":{RENDEZVOUS_PORT}"
     return dataclasses.replace(
-        request, checkpoint_dir=f"{SCRATCH}/checkpoints/{request.model}/{request.mlflow_run_id}")
+        request, checkpoint_dir=f"{SCRATCH}/checkpoints/{request.model}/{request.mlflow_run_id}",
+        rendezvous=rendezvous)
 
 
-def _command(request: TrainingRequest) -> list[str]:
-    """The entrypoint, or `torchrun` over the pod's GPUs when the request asks for several
-    processes on one node (the request knows how to start itself, as in the local backend)."""
-    command = getattr(request, "command", None)
-    return list(command("python")) if command else ["python", "-m", ENTRYPOINT]
+def rendezvous_name(request: TrainingRequest) -> str:
+    """The multi-node training's Service (a DNS label; its Job adds "-workers")."""
+    return request.rendezvous.rpartition(":")[0]
+
+
+def _command(request: TrainingRequest, node_rank: int | None) -> list[str]:
+    """The entrypoint, or `torchrun` over the pod's GPUs and the other nodes (the request knows
+    how to start itself, as in the local backend). `node_rank` None: a worker of the Job."""
+    command = request.command("python", node_rank=node_rank)
+    return command if node_rank is not None else ["sh", "-c", WORKER_SHELL, "node", *command]
 
 
 def _merge_tolerations(*groups: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -121,25 +184,29 @@ def _merge_tolerations(*groups: Sequence[dict[str, Any]]) -> list[dict[str, Any]
     return seen
 
 
-def training_pod_meta(compute: ComputeSpec, request: TrainingRequest) -> dict[str, Any]:
-    """Labels and annotations of the training pod: which model, which MLflow run."""
-    return {
-        "labels": {
-            "app.kubernetes.io/name": "ml-platform",
-            "app.kubernetes.io/component": "training",
-            "ml-platform/model": request.model,
-            "ml-platform/gpu": str(compute.gpu),
-        },
-        "annotations": {"ml-platform/mlflow-run-id": request.mlflow_run_id},
+def training_pod_meta(compute: ComputeSpec, request: TrainingRequest,
+                      node_rank: int | None = 0) -> dict[str, Any]:
+    """Labels and annotations of a training pod: which model, which MLflow run, which node
+    (None: a worker of the Job, whose index says)."""
+    labels = {
+        "app.kubernetes.io/name": "ml-platform",
+        "app.kubernetes.io/component": "training",
+        "ml-platform/model": request.model,
+        "ml-platform/gpu": str(compute.gpu),
     }
+    if request.nodes > 1:
+        labels["ml-platform/training"] = rendezvous_name(request)
+        labels["ml-platform/node"] = "0" if node_rank == 0 else "worker"
+    return {"labels": labels, "annotations": {"ml-platform/mlflow-run-id": request.mlflow_run_id}}
 
 
-def training_pod_spec(compute: ComputeSpec, request: TrainingRequest,
-                      trainer: K8sPodTrainer) -> dict[str, Any]:
-    """The pod spec of one training run (camelCase, as in a manifest): pure, no cluster needed.
+def training_pod_spec(compute: ComputeSpec, request: TrainingRequest, trainer: K8sPodTrainer,
+                      node_rank: int | None = 0) -> dict[str, Any]:
+    """The pod spec of one training node (camelCase, as in a manifest): pure, no cluster needed.
 
     GPUs are limits only (Kubernetes sets the request equal); cpu and memory are requested and
     limited as the spec says. Credentials reach the pod only from existing Secrets by name.
+    `node_rank` None: a pod of the multi-node worker Job.
     """
     limits: dict[str, str] = {"cpu": compute.cpu, "memory": compute.memory}
     if compute.gpu > 0:
@@ -150,7 +217,7 @@ def training_pod_spec(compute: ComputeSpec, request: TrainingRequest,
         "name": CONTAINER,
         "image": trainer.image or compute.image,
         "imagePullPolicy": trainer.image_pull_policy,
-        "command": _command(request),
+        "command": _command(request, node_rank),
         "resources": {"requests": {"cpu": compute.cpu, "memory": compute.memory}, "limits": limits},
         "env": [
             {"name": "HOME", "value": SCRATCH},
@@ -167,6 +234,8 @@ def training_pod_spec(compute: ComputeSpec, request: TrainingRequest,
     }
     if env_from:
         container["envFrom"] = env_from
+    if request.nodes > 1:
+        container["ports"] = [{"name": "rendezvous", "containerPort": RENDEZVOUS_PORT}]
     spec: dict[str, Any] = {
         "restartPolicy": "Never",  # Dagster's retry policy retries the step, not the kubelet
         "automountServiceAccountToken": False,  # training never talks to the Kubernetes API
@@ -197,20 +266,61 @@ def training_pod_spec(compute: ComputeSpec, request: TrainingRequest,
     return spec
 
 
+def rendezvous_service(request: TrainingRequest) -> dict[str, Any]:
+    """A headless Service whose name resolves to node 0's pod: the static rendezvous address.
+
+    Published before the pod is ready (it has no readiness probe to pass): the other nodes
+    only need its IP."""
+    name = rendezvous_name(request)
+    return {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/name": "ml-platform",
+                                              "ml-platform/training": name}},
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": True,
+            "selector": {"ml-platform/training": name, "ml-platform/node": "0"},
+            "ports": [{"name": "rendezvous", "port": RENDEZVOUS_PORT,
+                       "targetPort": RENDEZVOUS_PORT}],
+        },
+    }
+
+
+def worker_job(compute: ComputeSpec, request: TrainingRequest,
+               trainer: K8sPodTrainer) -> dict[str, Any]:
+    """The Indexed Job of nodes 1..n-1: the same pod as node 0 but for its command.
+
+    No retries of its own (`backoffLimit: 0`): a lost node fails the whole training, and
+    Dagster's retry policy retries the step, which resumes from the last checkpoint."""
+    workers = request.nodes - 1
+    return {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": f"{rendezvous_name(request)}-workers",
+                     **training_pod_meta(compute, request, node_rank=None)},
+        "spec": {
+            "completionMode": "Indexed",
+            "completions": workers,
+            "parallelism": workers,
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": int(trainer.pod_wait_timeout_s),
+            "ttlSecondsAfterFinished": 3600,  # if the step could not delete it
+            "template": {"metadata": training_pod_meta(compute, request, node_rank=None),
+                         "spec": training_pod_spec(compute, request, trainer, node_rank=None)},
+        },
+    }
+
+
 def placeholder_request(spec: ModelSpec) -> TrainingRequest:
     """The request `trained` would send for `spec`, with run-time values as placeholders."""
     tr = spec.training
-    values: dict[str, Any] = dict(
+    return TrainingRequest(
         model=spec.name, task=tr.task, feature_builder=tr.feature_builder, target=tr.target,
         training_set_uri="<lake URI of the training set>", mlflow_run_id="<mlflow-run-id>",
         checkpoint_dir="", hidden=list(tr.hidden), epochs=tr.epochs, batch_size=tr.batch_size,
         learning_rate=tr.learning_rate, weight_decay=tr.weight_decay, seed=tr.seed,
-        shuffle_labels=tr.shuffle_labels,
+        shuffle_labels=tr.shuffle_labels, processes=spec.compute.processes,
+        nodes=spec.compute.nodes,
     )
-    fields = TrainingRequest.__dataclass_fields__
-    if "processes" in fields:  # one pod: its processes (one per GPU by default)
-        values["processes"] = getattr(spec.compute, "processes", 1)
-    return TrainingRequest(**values)
 
 
 def render_training_pod(spec: ModelSpec, trainer: K8sPodTrainer | None = None, *,
@@ -225,7 +335,7 @@ def render_training_pod(spec: ModelSpec, trainer: K8sPodTrainer | None = None, *
     from dagster_pipes import DAGSTER_PIPES_CONTEXT_ENV_VAR, DAGSTER_PIPES_MESSAGES_ENV_VAR
 
     trainer = trainer or K8sPodTrainer.from_env([spec])
-    request = pod_request(placeholder_request(spec))
+    request = pod_request(placeholder_request(spec), attempt=PLACEHOLDER_ATTEMPT)
     op_name = dg.AssetKey([spec.name, "trained"]).to_python_identifier()
     pod_name = re.sub(r"\d{10}$", "0" * 10, get_pod_name("0" * 18, op_name))
     tracking = os.environ.get("MLFLOW_TRACKING_URI", "<MLFLOW_TRACKING_URI of the run>")
@@ -241,3 +351,16 @@ def render_training_pod(spec: ModelSpec, trainer: K8sPodTrainer | None = None, *
     if namespace or trainer.namespace:
         manifest["metadata"]["namespace"] = namespace or trainer.namespace
     return manifest
+
+
+def render_training(spec: ModelSpec, trainer: K8sPodTrainer | None = None, *,
+                    namespace: str | None = None) -> list[dict[str, Any]]:
+    """Every manifest the `trained` step of `spec` submits: node 0's pod and, for several
+    nodes, the rendezvous Service and the worker Job before it."""
+    trainer = trainer or K8sPodTrainer.from_env([spec])
+    companions = trainer.companions(pod_request(placeholder_request(spec), PLACEHOLDER_ATTEMPT))
+    namespace = namespace or trainer.namespace
+    for manifest in companions:
+        if namespace:
+            manifest["metadata"]["namespace"] = namespace
+    return [*companions, render_training_pod(spec, trainer, namespace=namespace)]

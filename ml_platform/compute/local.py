@@ -9,12 +9,13 @@ from typing import Any
 import dagster as dg
 
 from ml_platform.compute.request import ENTRYPOINT, TrainingRequest
+from ml_platform.compute.trainer import Trainer
 from ml_platform.ml.distributed import threads_per_process
 
 __all__ = ["ENTRYPOINT", "LocalProcessTrainer"]
 
 
-class LocalProcessTrainer(dg.ConfigurableResource):
+class LocalProcessTrainer(Trainer):
     """Runs `python -m ml_platform.compute.entrypoint` beside the orchestrator, the same
     entrypoint a Kubernetes pod runs, and returns what it reported.
 
@@ -33,11 +34,9 @@ class LocalProcessTrainer(dg.ConfigurableResource):
             # Each rank's share of this machine's CPUs (torchrun would otherwise set 1 and warn).
             env.setdefault("OMP_NUM_THREADS", str(threads_per_process(local.world_size)))
         client = dg.PipesSubprocessClient()
-        invocation = client.run(
+        return self.reported(client.run(
             context=context,
             command=local.command(self.python or sys.executable),
             extras=local.to_extras(),
             env=env,
-        )
-        result = invocation.get_materialize_result()
-        return {k: getattr(v, "value", v) for k, v in (result.metadata or {}).items()}
+        ))

@@ -7,6 +7,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 ENTRYPOINT = "ml_platform.compute.entrypoint"
+# How long nodes wait for each other: GPU pods of a multi-node training may start minutes apart
+# (image pulls, a node pool scaling up). torchrun's default is 10 minutes.
+RENDEZVOUS_TIMEOUT_S = 1800
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,12 @@ class TrainingRequest:
     processes: int = 1
     """Training processes per node (one per GPU on GPU nodes): more than one trains with DDP."""
     nodes: int = 1
+    checkpoint_mirror: str = ""
+    """Where rank 0 also keeps the newest checkpoint (an `s3://` URI like `training_set_uri`),
+    for a retry on a fresh disk (a new pod) to resume from; empty: `checkpoint_dir` only."""
+    rendezvous: str = ""
+    """With `nodes` > 1: node 0's `host:port`, where torchrun's static rendezvous meets (the
+    Kubernetes backend names a Service per attempt)."""
 
     def __post_init__(self) -> None:
         if self.processes < 1 or self.nodes < 1:
@@ -47,21 +56,25 @@ class TrainingRequest:
     def from_extras(cls, extras: dict[str, Any]) -> TrainingRequest:
         return cls(**{k: extras[k] for k in cls.__dataclass_fields__ if k in extras})
 
-    def command(self, python: str = "python", *, rdzv_endpoint: str | None = None) -> list[str]:
+    def command(self, python: str = "python", *, node_rank: int | None = 0) -> list[str]:
         """The command that runs this training on one node.
 
         One process: the entrypoint itself. More: the entrypoint under `torchrun`, which starts
-        `processes` ranks here and (with `nodes` > 1) meets the other nodes' ranks at
-        `rdzv_endpoint` (`host:port` every node reaches, e.g. a headless service of the job)."""
+        `processes` ranks here. With `nodes` > 1 the nodes meet by static rendezvous at
+        `rendezvous`, each with its own `node_rank` (None: torchrun reads it from
+        `$PET_NODE_RANK`). Node 0 runs global rank 0, the one that talks to Dagster and MLflow."""
         if self.world_size == 1:
             return [python, "-m", ENTRYPOINT]
         launcher = [python, "-m", "torch.distributed.run", f"--nproc-per-node={self.processes}",
                     f"--nnodes={self.nodes}"]
         if self.nodes == 1:
             launcher.append("--standalone")  # rendezvous on a free local port
-        elif rdzv_endpoint is None:
-            raise ValueError(f"{self.nodes} nodes need a rendezvous endpoint (host:port)")
+        elif not self.rendezvous:
+            raise ValueError(f"{self.nodes} nodes need a rendezvous (node 0's host:port)")
         else:
-            launcher += ["--rdzv-backend=c10d", f"--rdzv-endpoint={rdzv_endpoint}",
-                         f"--rdzv-id={self.mlflow_run_id}"]
+            host, _, port = self.rendezvous.rpartition(":")
+            if node_rank is not None:
+                launcher.append(f"--node-rank={node_rank}")
+            launcher += [f"--master-addr={host}", f"--master-port={port}",
+                         f"--rdzv-conf=timeout={RENDEZVOUS_TIMEOUT_S}"]
         return [*launcher, "-m", ENTRYPOINT]

@@ -10,8 +10,8 @@ import dagster as dg
 import pandas as pd
 
 from ml_platform import settings
-from ml_platform.compute.local import LocalProcessTrainer
 from ml_platform.compute.request import TrainingRequest
+from ml_platform.compute.trainer import Trainer
 from ml_platform.ml.features import build_features, query_columns
 from ml_platform.ml.training_set import SPLIT_COLUMN, content_hash, make_training_set
 from ml_platform.pipeline.code_version import training_code_version
@@ -42,6 +42,12 @@ MLFLOW_RETRY = dg.RetryPolicy(
 )
 STAGES = ("features", "training_set", "trained", "evaluation", "registered", "production",
           "serving")
+
+
+def _shared(uri: str) -> str:
+    """`uri` if other machines can read it (an object store), else "": a local lake is on the
+    disk the local training already checkpoints to."""
+    return uri if "://" in uri else ""
 
 
 def model_key(model: str, stage: str) -> dg.AssetKey:
@@ -145,7 +151,7 @@ def model_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         tags={"ml_platform/gpu": str(spec.compute.gpu)}, **group,
     )
     def trained(context: dg.AssetExecutionContext, config: TrainConfig, lake: Lake,
-                mlflow: MlflowTracker, trainer: LocalProcessTrainer) -> dg.MaterializeResult:
+                mlflow: MlflowTracker, trainer: Trainer) -> dg.MaterializeResult:
         """Torch model trained on the training set, logged to one MLflow run."""
         ts = latest_metadata(context, key["training_set"])
         identity = {"ml_platform.model": name, "ml_platform.training_set_hash":
@@ -174,6 +180,7 @@ def model_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
                 model=name, task=tr.task, feature_builder=tr.feature_builder, target=tr.target,
                 training_set_uri=lake.uri(ts["lake_key"]), mlflow_run_id=run_id,
                 checkpoint_dir=str(settings.home() / "checkpoints" / name / run_id),
+                checkpoint_mirror=_shared(lake.uri(f"checkpoints/{name}/{run_id}")),
                 hidden=list(tr.hidden), epochs=tr.epochs, batch_size=tr.batch_size,
                 learning_rate=tr.learning_rate, weight_decay=tr.weight_decay, seed=tr.seed,
                 shuffle_labels=tr.shuffle_labels,

@@ -17,10 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import torch
 from mlflow import MlflowClient
 
 from ml_platform.compute.request import TrainingRequest
+from ml_platform.ml import checkpoint as checkpoints
 from ml_platform.tracking.server import MlflowServer, free_port, start_mlflow_server
 from ml_platform_tests.data import booking_training_set
 
@@ -60,9 +60,9 @@ def _start(request: TrainingRequest, url: str) -> subprocess.Popen[str]:
 
 
 def _checkpoint_epoch(request: TrainingRequest) -> int:
-    path = Path(request.checkpoint_dir) / "last.pt"
-    try:
-        return int(torch.load(path, weights_only=True)["epoch"])
+    path = checkpoints.latest(Path(request.checkpoint_dir))
+    try:  # the writer may replace it between the lookup and the read: then look again
+        return int(checkpoints.read(path)["epoch"]) if path else 0
     except (FileNotFoundError, RuntimeError, EOFError):
         return 0
 

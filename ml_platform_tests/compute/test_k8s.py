@@ -1,16 +1,20 @@
 """The Kubernetes compute backend (`ml_platform.compute.k8s`) and `ml-platform k8s render`:
 the training pod is built from the model's ComputeSpec (GPU limits only when asked, cpu/memory
 requests and limits, node selector, tolerations, image, service account, credentials from
-Secrets by name) and validates against the Kubernetes schemas offline; `K8sPodTrainer.train`
-submits exactly the pod `render` prints; `default_resources` picks the k8s resources by profile.
+Secrets by name) and validates against the Kubernetes schemas offline; several nodes add a
+rendezvous Service and an Indexed Job of the other nodes; `K8sPodTrainer.train` submits exactly
+what `render` prints and deletes the Service and Job whatever happens; `default_resources`
+picks the k8s resources by profile.
 
-Faked: the Kubernetes API server in one test (it records the pod `PipesK8sClient` creates and
-refuses it, so no pod runs). Everything else is the real code, with no cluster."""
+Faked: the Kubernetes API server in two tests (it records what `train` creates and deletes and
+refuses the pod, so no pod runs). Everything else is the real code, with no cluster.
+`ml_platform_tests/compute/test_multi_node.py` runs the rendered nodes' commands."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from types import SimpleNamespace
 from typing import Any
 
@@ -23,8 +27,10 @@ from ml_platform.compute.k8s import (
     GPU_RESOURCE,
     PIPES_PLACEHOLDER,
     POD_ENV,
+    RENDEZVOUS_PORT,
     K8sPodTrainer,
     placeholder_request,
+    render_training,
     render_training_pod,
     training_pod_spec,
 )
@@ -128,34 +134,59 @@ class _Refused(Exception):
     pass
 
 
-def test_train_submits_the_rendered_pod(monkeypatch: pytest.MonkeyPatch) -> None:
+def _fake_cluster(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, Any]]:
+    """A Kubernetes API that records (call, namespace, body or name) and refuses every pod."""
     from dagster_k8s import PipesK8sClient
     from dagster_k8s.pipes import DagsterKubernetesClient
-    from dagster_pipes import DAGSTER_PIPES_CONTEXT_ENV_VAR, decode_env_var
 
-    created: list[tuple[str, Any]] = []
+    calls: list[tuple[str, str, Any]] = []
 
-    def create_namespaced_pod(namespace: str, body: Any) -> None:
-        created.append((namespace, body))
-        raise _Refused("no cluster here")
+    def record(call: str, refuse: bool = False) -> Any:
+        def method(first: Any, second: Any, **_kw: Any) -> None:
+            # create_*(namespace, body); delete_*(name, namespace)
+            calls.append((call, first, second) if call.startswith("create") else (call, second, first))
+            if refuse:
+                raise _Refused("no cluster here")
+        return method
 
-    api = SimpleNamespace(core_api=SimpleNamespace(create_namespaced_pod=create_namespaced_pod))
+    api = SimpleNamespace(
+        core_api=SimpleNamespace(
+            create_namespaced_pod=record("create_pod", refuse=True),
+            create_namespaced_service=record("create_service"),
+            delete_namespaced_service=record("delete_service")),
+        batch_api=SimpleNamespace(
+            create_namespaced_job=record("create_job"),
+            delete_namespaced_job=record("delete_job")),
+    )
     monkeypatch.setattr(PipesK8sClient, "_load_k8s_config", lambda self: None)
-    monkeypatch.setattr(DagsterKubernetesClient, "production_client", classmethod(lambda cls, **kw: api))
+    monkeypatch.setattr(DagsterKubernetesClient, "production_client",
+                        staticmethod(lambda *a, **kw: api))
+    return calls
 
-    spec = _spec()
-    trainer = _trainer(spec, namespace="ml", env_secrets=["s3-creds"])
-    request = dataclasses.replace(placeholder_request(spec), mlflow_run_id="0123abcd",
-                                  training_set_uri="s3://b/lake/x.parquet", checkpoint_dir="/elsewhere")
 
+def _train(trainer: K8sPodTrainer, request: Any) -> dg.ExecuteInProcessResult:
     @dg.asset(key=["listing_price", "trained"])
     def trained(context, trainer: K8sPodTrainer) -> None:  # type: ignore[no-untyped-def]
         trainer.train(context, request, env={"MLFLOW_TRACKING_URI": "http://mlflow:5000"})
 
     result = dg.materialize([trained], resources={"trainer": trainer}, raise_on_error=False)
-    assert not result.success
-    ((namespace, body),) = created
-    assert namespace == "ml"
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    assert "no cluster here" in str(failure.step_failure_data.error)  # refused, not broken
+    return result
+
+
+def test_train_submits_the_rendered_pod(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dagster_pipes import DAGSTER_PIPES_CONTEXT_ENV_VAR, decode_env_var
+
+    calls = _fake_cluster(monkeypatch)
+    spec = _spec()
+    trainer = _trainer(spec, namespace="ml", env_secrets=["s3-creds"])
+    request = dataclasses.replace(placeholder_request(spec), mlflow_run_id="0123abcd",
+                                  training_set_uri="s3://b/lake/x.parquet", checkpoint_dir="/elsewhere")
+
+    assert not _train(trainer, request).success
+    ((call, namespace, body),) = calls  # one node: no Service, no Job
+    assert (call, namespace) == ("create_pod", "ml")
     from kubernetes.client import ApiClient
 
     submitted = ApiClient().sanitize_for_serialization(body)
@@ -203,3 +234,84 @@ def test_profile_picks_the_resources(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(remote["lake"], S3Lake) and remote["lake"].prefix == "lake-x"
     assert isinstance(remote["landing"], S3LandingZone) and remote["landing"].prefix == "landing"
     assert remote["mlflow"].dagster_url == "https://dagster.example"
+
+
+def _multi_node(nodes: int = 3, gpu: int = 4) -> tuple[ModelSpec, K8sPodTrainer]:
+    spec = _spec(nodes=nodes, gpu=gpu)
+    return spec, _trainer(spec, namespace="ml", env_secrets=["s3-creds"])
+
+
+def test_multi_node_renders_a_service_a_worker_job_and_node_0(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    spec, trainer = _multi_node()
+    service, job, pod = render_training(spec, trainer)
+    for manifest in (service, job, pod):
+        validate(manifest)
+        assert manifest["metadata"]["namespace"] == "ml"
+    assert (service["kind"], job["kind"], pod["kind"]) == ("Service", "Job", "Pod")
+
+    # The headless Service selects node 0's pod alone, and is where every node meets.
+    name = service["metadata"]["name"]
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["publishNotReadyAddresses"] is True
+    assert service["spec"]["ports"][0]["port"] == RENDEZVOUS_PORT
+    selector = service["spec"]["selector"].items()
+    worker_meta = job["spec"]["template"]["metadata"]
+    assert selector <= pod["metadata"]["labels"].items()
+    assert not selector <= worker_meta["labels"].items()
+
+    # The Job: nodes 1..n-1 at once, no retries of its own, the same pod but for the command.
+    assert job["metadata"]["name"] == f"{name}-workers"
+    assert job["spec"]["completionMode"] == "Indexed"
+    assert job["spec"]["completions"] == job["spec"]["parallelism"] == spec.compute.nodes - 1
+    assert job["spec"]["backoffLimit"] == 0
+    worker = job["spec"]["template"]["spec"]
+    (node0,), (workerc,) = pod["spec"]["containers"], worker["containers"]
+    for container in (node0, workerc):
+        assert container["resources"]["limits"][GPU_RESOURCE] == "4"
+        assert container["envFrom"] == [{"secretRef": {"name": "s3-creds"}}]
+        assert container["ports"] == [{"name": "rendezvous", "containerPort": RENDEZVOUS_PORT}]
+    assert worker["tolerations"] == pod["spec"]["tolerations"]
+    assert worker["nodeSelector"] == pod["spec"]["nodeSelector"]
+    torchrun = ["python", "-m", "torch.distributed.run", "--nproc-per-node=4", "--nnodes=3"]
+    rendezvous = [f"--master-addr={name}", f"--master-port={RENDEZVOUS_PORT}",
+                  "--rdzv-conf=timeout=1800", "-m", "ml_platform.compute.entrypoint"]
+    assert node0["command"] == [*torchrun, "--node-rank=0", *rendezvous]
+    assert workerc["command"][:2] == ["sh", "-c"] and "JOB_COMPLETION_INDEX + 1" in workerc["command"][2]
+    assert workerc["command"][4:] == [*torchrun, *rendezvous]
+    # Only node 0 talks to Dagster: the workers get no Pipes channel and no tracking URI.
+    assert {e["name"] for e in workerc["env"]} == {"HOME", "ML_PLATFORM_HOME", "PYTHONUNBUFFERED"}
+
+    # The CLI prints the three, in the order `train` creates them.
+    from ml_platform import cli
+
+    monkeypatch.setattr(cli, "_spec", lambda name: spec)
+    monkeypatch.setenv(POD_ENV, json.dumps({"namespace": "ml"}))
+    assert main(["k8s", "render", "listing_price"]) == 0
+    docs = list(yaml.safe_load_all(capsys.readouterr().out))
+    assert [d["kind"] for d in docs] == ["Service", "Job", "Pod"]
+    for doc in docs:
+        validate(doc)
+
+
+def test_multi_node_train_deletes_its_service_and_job_whatever_happens(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _fake_cluster(monkeypatch)
+    spec, trainer = _multi_node(nodes=2)
+    request = dataclasses.replace(placeholder_request(spec), mlflow_run_id="0123ABCD")
+
+    assert not _train(trainer, request).success  # the pod is refused: the step fails
+    assert [c[0] for c in calls] == ["create_service", "create_job", "create_pod",
+                                     "delete_job", "delete_service"]
+    service, job, pod = (c[2] for c in calls[:3])
+    name = service["metadata"]["name"]
+    # Named after the MLflow run and the attempt: a retry never meets the old attempt's pods.
+    assert re.fullmatch(r"train-0123abcd-[0-9a-f]{8}-0", name)
+    assert calls[3][2] == job["metadata"]["name"] == f"{name}-workers"
+    assert calls[4][2] == name
+    assert all(c[1] == "ml" for c in calls)
+    from kubernetes.client import ApiClient
+
+    submitted = ApiClient().sanitize_for_serialization(pod)
+    assert f"--master-addr={name}" in submitted["spec"]["containers"][0]["command"]
+    assert submitted["metadata"]["labels"]["ml-platform/training"] == name

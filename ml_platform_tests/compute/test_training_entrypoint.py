@@ -7,6 +7,7 @@ real torch.distributed (gloo on CPU), a real MLflow server; nothing is faked."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -22,6 +23,7 @@ import torch
 from ml_platform.compute.entrypoint import run_untracked
 from ml_platform.compute.local import LocalProcessTrainer
 from ml_platform.compute.request import ENTRYPOINT, TrainingRequest
+from ml_platform.ml import checkpoint as checkpoints
 from ml_platform.ml.data import generate_bookings
 from ml_platform.ml.features import build_features
 from ml_platform.ml.training_set import make_training_set
@@ -67,11 +69,14 @@ def test_launch_command_per_request(tmp_path: Path) -> None:
                                  "--nnodes=1", "--standalone", "-m", ENTRYPOINT]
     nodes = _request(tmp_path, tmp_path, processes=4, nodes=2, mlflow_run_id="r1")
     assert nodes.world_size == 8
-    with pytest.raises(ValueError, match="rendezvous endpoint"):
+    with pytest.raises(ValueError, match="need a rendezvous"):
         nodes.command("py")
-    assert nodes.command("py", rdzv_endpoint="train-0.svc:29400")[2:] == [
-        "torch.distributed.run", "--nproc-per-node=4", "--nnodes=2", "--rdzv-backend=c10d",
-        "--rdzv-endpoint=train-0.svc:29400", "--rdzv-id=r1", "-m", ENTRYPOINT]
+    nodes = dataclasses.replace(nodes, rendezvous="train-r1:29500")
+    assert nodes.command("py", node_rank=1)[2:] == [
+        "torch.distributed.run", "--nproc-per-node=4", "--nnodes=2", "--node-rank=1",
+        "--master-addr=train-r1", "--master-port=29500", "--rdzv-conf=timeout=1800", "-m",
+        ENTRYPOINT]
+    assert "--node-rank" not in " ".join(nodes.command("py", node_rank=None))
     with pytest.raises(ValueError, match=">= 1"):
         _request(tmp_path, tmp_path, processes=0)
     # Requests from before `processes` existed still parse: one process.
@@ -100,8 +105,7 @@ def test_two_ranks_under_torchrun_train_like_one_process(training_set: Path, tmp
     for got, want in zip(ddp["history"], single["history"], strict=True):
         assert got == pytest.approx(want, rel=0.02)
     assert ddp["test_mae"] == pytest.approx(single["test_mae"], rel=0.03)
-    state = torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)
-    assert state["epoch"] == EPOCHS
+    assert checkpoints.latest(tmp_path / "ddp") == checkpoints.path_for(tmp_path / "ddp", EPOCHS)
     assert not (tmp_path / "single").exists()  # checkpoint=False writes nothing
 
 
@@ -139,4 +143,4 @@ def test_local_trainer_runs_two_ranks_through_pipes(training_set: Path, tmp_path
     # Rank 0 alone logs: one point per epoch, not one per rank.
     history = client.get_metric_history(run_id, "valid_mae")
     assert sorted(m.step for m in history) == list(range(1, EPOCHS + 1))
-    assert torch.load(tmp_path / "ckpt" / "last.pt", weights_only=True)["epoch"] == EPOCHS
+    assert checkpoints.latest(tmp_path / "ckpt") == checkpoints.path_for(tmp_path / "ckpt", EPOCHS)

@@ -82,7 +82,7 @@ def test_rbac_is_namespaced_and_minimal(variant: str) -> None:
     (binding,) = [o for o in objects if o["kind"] == "RoleBinding"]
     granted = {(g, r) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
     assert granted == {("batch", "jobs"), ("batch", "jobs/status"), ("", "pods"), ("", "pods/log"),
-                       ("", "pods/status"), ("", "events")}
+                       ("", "pods/status"), ("", "services"), ("", "events")}
     assert all("*" not in rule["verbs"] for rule in role["rules"])
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                   "name": role["metadata"]["name"]}

@@ -18,6 +18,7 @@ import torch
 import torch.multiprocessing as mp
 from torch.utils.data.distributed import DistributedSampler
 
+from ml_platform.ml import checkpoint as checkpoints
 from ml_platform.ml.distributed import DistContext, distributed_session, shard_order, threads_per_process
 from ml_platform.ml.metrics import regression_metrics
 from ml_platform.ml.train import TrainParams, train_regressor
@@ -56,7 +57,7 @@ def _ddp_worker(rank: int, world_size: int, port: int, arrays: Arrays, checkpoin
     calls: list[int] = []
     with distributed_session() as (ctx, device):
         result = train_regressor(x_train, y_train, x_valid, y_valid, PARAMS,
-                                 checkpoint=Path(checkpoint), on_epoch=lambda e, _r: calls.append(e))
+                                 checkpoint_dir=Path(checkpoint), on_epoch=lambda e, _r: calls.append(e))
         threads = torch.get_num_threads()
     torch.save(result.model.state_dict(), Path(out) / f"model{rank}.pt")
     (Path(out) / f"rank{rank}.json").write_text(json.dumps({
@@ -93,7 +94,7 @@ def test_ddp_on_two_cpu_processes_matches_one_process(arrays: Arrays, tmp_path: 
                              dist=DistContext())
     single_mae = _test_mae(single.model, x_test, y_test)
 
-    checkpoint = tmp_path / "ckpt.pt"
+    checkpoint = tmp_path / "ckpt"
     mp.start_processes(_ddp_worker, args=(2, free_port(), arrays, str(checkpoint), str(tmp_path)),
                        nprocs=2, start_method="spawn")
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
@@ -124,11 +125,10 @@ def test_ddp_on_two_cpu_processes_matches_one_process(arrays: Arrays, tmp_path: 
     assert ranks[0]["test_mae"] < 12  # and it is a useful model (the promotion gate)
 
     # Rank 0 wrote the checkpoint; it is world-size agnostic and resumes in one process.
-    state = torch.load(checkpoint, weights_only=True)
-    assert state["epoch"] == EPOCHS
-    assert not checkpoint.with_suffix(".tmp").exists()
+    assert [p.name for p in checkpoint.iterdir()] == [checkpoints.path_for(checkpoint, EPOCHS).name]
+    assert checkpoints.read(checkpoints.path_for(checkpoint, EPOCHS))["epoch"] == EPOCHS
     more = TrainParams(**{**PARAMS.__dict__, "epochs": EPOCHS + 1})
-    resumed = train_regressor(x_train, y_train, x_valid, y_valid, more, checkpoint=checkpoint,
+    resumed = train_regressor(x_train, y_train, x_valid, y_valid, more, checkpoint_dir=checkpoint,
                               device="cpu", dist=DistContext())
     assert resumed.resumed_from_epoch == EPOCHS
     assert resumed.history[:EPOCHS] == ranks[0]["history"]

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from ml_platform.ml import checkpoint as checkpoints
 from ml_platform.ml.metrics import metrics_for, regression_metrics
 from ml_platform.ml.models import TabularRegressor, build_regressor, parameter_count
 from ml_platform.ml.train import TrainParams, train_regressor
@@ -64,7 +65,7 @@ def test_mlp_beats_the_gate_and_the_mean_predictor_does_not(splits: Splits) -> N
 
 def test_checkpoint_resume_continues_where_it_stopped(splits: Splits, tmp_path: Path) -> None:
     x_train, y_train = splits.x_train[:1000], splits.y_train[:1000]
-    ckpt = tmp_path / "ckpt.pt"
+    ckpt = tmp_path / "ckpt"
     seen: list[int] = []
 
     def on_epoch(epoch: int, row: dict[str, float]) -> None:
@@ -72,23 +73,24 @@ def test_checkpoint_resume_continues_where_it_stopped(splits: Splits, tmp_path: 
         seen.append(epoch)
 
     first = train_regressor(x_train, y_train, splits.x_valid, splits.y_valid, _params(2),
-                            checkpoint=ckpt, on_epoch=on_epoch)
+                            checkpoint_dir=ckpt, on_epoch=on_epoch)
     assert seen == [1, 2]
     assert first.resumed_from_epoch == 0
-    assert ckpt.exists()
-    assert torch.load(ckpt, weights_only=True)["epoch"] == 2
+    assert checkpoints.latest(ckpt) == checkpoints.path_for(ckpt, 2)
+    assert checkpoints.read(checkpoints.path_for(ckpt, 2))["epoch"] == 2
 
     seen.clear()
     resumed = train_regressor(x_train, y_train, splits.x_valid, splits.y_valid, _params(4),
-                              checkpoint=ckpt, on_epoch=on_epoch)
+                              checkpoint_dir=ckpt, on_epoch=on_epoch)
     assert resumed.resumed_from_epoch == 2
     assert len(resumed.history) == 4
     assert resumed.history[:2] == first.history
     assert seen == [3, 4]
-    state = torch.load(ckpt, weights_only=True)
+    # Only the newest checkpoint is kept, and no temporary file is left behind.
+    assert [p.name for p in ckpt.iterdir()] == ["epoch-000004.pt"]
+    state = checkpoints.read(ckpt / "epoch-000004.pt")
     assert state["epoch"] == 4
     assert len(state["history"]) == 4
-    assert not ckpt.with_suffix(".tmp").exists()
 
     # The interrupted-then-resumed run ends where an uninterrupted one does.
     straight = train_regressor(x_train, y_train, splits.x_valid, splits.y_valid, _params(4))
@@ -102,11 +104,11 @@ def test_checkpoint_resume_continues_where_it_stopped(splits: Splits, tmp_path: 
 
 def test_finished_checkpoint_trains_no_further(splits: Splits, tmp_path: Path) -> None:
     x_train, y_train = splits.x_train[:300], splits.y_train[:300]
-    ckpt = tmp_path / "ckpt.pt"
-    train_regressor(x_train, y_train, splits.x_valid, splits.y_valid, _params(1), checkpoint=ckpt)
+    ckpt = tmp_path / "ckpt"
+    train_regressor(x_train, y_train, splits.x_valid, splits.y_valid, _params(1), checkpoint_dir=ckpt)
     calls: list[int] = []
     again = train_regressor(x_train, y_train, splits.x_valid, splits.y_valid, _params(1),
-                            checkpoint=ckpt, on_epoch=lambda e, _row: calls.append(e))
+                            checkpoint_dir=ckpt, on_epoch=lambda e, _row: calls.append(e))
     assert calls == []
     assert again.resumed_from_epoch == 1
     assert len(again.history) == 1

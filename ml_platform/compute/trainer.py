@@ -1,0 +1,24 @@
+"""The compute backend's contract with the `trained` asset."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+
+from ml_platform.compute.request import TrainingRequest
+
+
+class Trainer(dg.ConfigurableResource):
+    """Runs the training entrypoint for a request, wherever the backend puts it, and returns
+    what its rank 0 reported over Dagster Pipes (the run's summary: model URI, metrics)."""
+
+    def train(self, context: dg.AssetExecutionContext, request: TrainingRequest,
+              env: dict[str, str]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @staticmethod
+    def reported(invocation: dg.PipesClientCompletedInvocation) -> dict[str, Any]:
+        """The metadata the entrypoint reported, as plain values."""
+        result = invocation.get_materialize_result()
+        return {k: getattr(v, "value", v) for k, v in (result.metadata or {}).items()}
