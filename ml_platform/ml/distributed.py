@@ -116,6 +116,14 @@ def threads_per_process(local_world_size: int = 1, cpus: int | None = None) -> i
     return max(1, share - 1)
 
 
+def loader_workers(local_world_size: int = 1, cpus: int | None = None) -> int:
+    """DataLoader worker processes for each of `local_world_size` training processes when
+    batches are streamed from host memory: its share of the CPUs beyond the one its training
+    loop drives, at most 8 (gathering tabular rows is cheap; more only adds memory)."""
+    share = (available_cpus() if cpus is None else cpus) // max(1, local_world_size)
+    return min(8, max(0, share - 1))
+
+
 def select_device(ctx: DistContext = SINGLE) -> torch.device:
     """CUDA device `local_rank` when there is one GPU per local process, else the CPU.
 

@@ -10,7 +10,7 @@ through `on_epoch` (the entrypoint logs it to MLflow).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,12 +19,21 @@ import torch
 from torch import nn
 
 from ml_platform.ml import checkpoint as checkpoints
+from ml_platform.ml.batches import (
+    Batch,
+    ResidentBatches,
+    StreamedBatches,
+    fits_on_device,
+    host_tensor,
+    to_device,
+)
 from ml_platform.ml.distributed import (
     DistContext,
     all_reduce_sum,
     autocast,
     broadcast_object,
     current_context,
+    loader_workers,
     select_device,
     shard_order,
 )
@@ -69,24 +78,21 @@ class _StandardUnits(nn.Module):
         return self.model.normalised(x)
 
 
-def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
-    tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
-    if device.type == "cuda":
-        # Staged through pinned memory so the host-to-device copy is a single async DMA.
-        return tensor.pin_memory().to(device, non_blocking=True)
-    return tensor
+VALID_CHUNK = 1 << 16  # validation rows scored at once (streamed rows travel in chunks)
 
 
 def _valid_mae(model: TabularRegressor, xv: torch.Tensor, yv: torch.Tensor,
-               ctx: DistContext) -> float:
+               ctx: DistContext, device: torch.device) -> float:
     """MAE over the whole validation set, each rank scoring every `world_size`-th row (fp32)."""
     model.eval()
+    xv, yv = xv[ctx.rank :: ctx.world_size], yv[ctx.rank :: ctx.world_size]
+    stats = torch.zeros(2, dtype=torch.float64, device=device)
     with torch.no_grad():
-        rows = slice(ctx.rank, None, ctx.world_size)
-        err = (model(xv[rows]) - yv[rows]).abs()
-        stats = torch.stack([err.sum(dtype=torch.float64),
-                             torch.tensor(float(err.numel()), dtype=torch.float64,
-                                          device=err.device)])
+        for lo in range(0, len(xv), VALID_CHUNK):
+            x, y = (t[lo : lo + VALID_CHUNK].to(device, non_blocking=True) for t in (xv, yv))
+            err = (model(x) - y).abs()
+            stats[0] += err.sum(dtype=torch.float64)
+            stats[1] += err.numel()
     all_reduce_sum(stats, ctx)
     return float(stats[0] / stats[1])
 
@@ -94,22 +100,21 @@ def _valid_mae(model: TabularRegressor, xv: torch.Tensor, yv: torch.Tensor,
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
 
-def _train_epoch(net: Forward, opt: torch.optim.Optimizer, x: torch.Tensor, target: torch.Tensor,
-                 order: torch.Tensor, batch: int, device: torch.device) -> torch.Tensor:
-    """One pass over this rank's rows in `order`; returns [sum of loss x rows, rows] (fp64)."""
+def _train_epoch(net: Forward, opt: torch.optim.Optimizer, batches: Iterable[Batch], rows: int,
+                 batch: int, device: torch.device) -> torch.Tensor:
+    """One pass over this rank's `rows` in `batches`; returns [sum of loss x rows, rows] (fp64)."""
     losses: list[torch.Tensor] = []
-    for i in range(0, len(order), batch):
-        idx = order[i : i + batch]
+    for x, target in batches:
         with autocast(device):
-            pred = net(x[idx])
-        loss = nn.functional.mse_loss(pred.float(), target[idx])
+            pred = net(x)
+        loss = nn.functional.mse_loss(pred.float(), target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         # Kept on the device: a `.item()` per batch would stall the GPU on every step.
         losses.append(loss.detach())
     sizes = torch.full((len(losses),), float(batch), dtype=torch.float64, device=device)
-    sizes[-1] = len(order) - batch * (len(losses) - 1)
+    sizes[-1] = rows - batch * (len(losses) - 1)
     return torch.stack([(torch.stack(losses).double() * sizes).sum(), sizes.sum()])
 
 
@@ -125,6 +130,7 @@ def train_regressor(
     on_epoch: EpochCallback | None = None,
     device: torch.device | str | None = None,
     dist: DistContext | None = None,
+    stream: bool | None = None,
 ) -> TrainResult:
     """Train a TabularRegressor with Adam on MSE in standard units.
 
@@ -135,14 +141,18 @@ def train_regressor(
     defaults to CUDA when present; `dist` to the initialised process group, if any. Every rank
     passes the full arrays (normalisation constants come from all training rows) and trains on
     its shard of them; `batch_size` is the global batch, split evenly across the ranks.
+    `stream`: keep the rows in host memory and stream batches through DataLoader workers
+    (default: only when they do not fit on the GPU; see `ml_platform.ml.batches`).
     """
     if len(x_train) == 0 or len(x_valid) == 0:
         raise ValueError("training and validation sets must not be empty")
     ctx = current_context() if dist is None else dist
     device = select_device(ctx) if device is None else torch.device(device)
     torch.manual_seed(params.seed)
-    model = build_regressor(torch.from_numpy(x_train).float(), torch.from_numpy(y_train).float(),
-                            params.hidden)
+    xt, yt = host_tensor(x_train), host_tensor(y_train)
+    model = build_regressor(xt, yt, params.hidden)
+    with torch.no_grad():
+        target = (yt - model.y_mean) / model.y_std  # standard units, once
 
     history: list[dict[str, float]] = []
     start = 0
@@ -164,9 +174,14 @@ def train_regressor(
     )
     if state is not None:
         opt.load_state_dict(state["optimizer"])  # moves Adam's moments to `device`
-    xt, xv, yv = _to_device(x_train, device), _to_device(x_valid, device), _to_device(y_valid, device)
-    with torch.no_grad():
-        target = (_to_device(y_train, device) - model.y_mean) / model.y_std  # standard units, once
+    batch = max(1, params.batch_size // ctx.world_size)
+    if stream is None:
+        stream = not fits_on_device(xt.nbytes + target.nbytes, device)
+    batches = (StreamedBatches(xt, target, device, batch, loader_workers(ctx.local_world_size))
+               if stream else ResidentBatches(xt, target, device))
+    xv, yv = host_tensor(x_valid), host_tensor(y_valid)
+    if not stream:
+        xv, yv = to_device(xv, device), to_device(yv, device)
     net: Forward = model.normalised  # one process: no wrapper module to call through
     if ctx.is_distributed:
         from torch.nn.parallel import DistributedDataParallel
@@ -177,7 +192,6 @@ def train_regressor(
             _StandardUnits(model), device_ids=[device.index] if device.type == "cuda" else None,
             forward_sync_buffers=False,
         )
-    batch = max(1, params.batch_size // ctx.world_size)
 
     writer = (checkpoints.CheckpointWriter(checkpoint_dir, checkpoint_mirror)
               if checkpoint_dir and ctx.is_main else None)
@@ -185,17 +199,18 @@ def train_regressor(
     try:
         for epoch in range(start + 1, params.epochs + 1):
             model.train()
-            order = shard_order(len(xt), epoch, params.seed, ctx).to(device)
-            total = _train_epoch(net, opt, xt, target, order, batch, device)
+            order = shard_order(len(xt), epoch, params.seed, ctx)
+            total = _train_epoch(net, opt, batches.epoch(order, batch), len(order), batch, device)
             all_reduce_sum(total, ctx)
             samples += int(total[1])
             row = {"train_loss": float(total[0] / total[1]),
-                   "valid_mae": _valid_mae(model, xv, yv, ctx)}
+                   "valid_mae": _valid_mae(model, xv, yv, ctx, device)}
             history.append(row)
             if writer is not None:
-                writer.submit(epoch, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                               "epoch": epoch, "history": history,
-                               "rng": torch.get_rng_state()})
+                writer.submit(epoch, {
+                    "model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
+                    "history": history, "rng": torch.get_rng_state(),
+                })
             if on_epoch is not None and ctx.is_main:
                 on_epoch(epoch, row)
     finally:

@@ -9,9 +9,11 @@ loopback (on a free port), checkpoints go to a temporary folder. Nothing is fake
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -75,7 +77,8 @@ def test_two_nodes_train_one_model_from_the_rendered_commands(tmp_path: Path,
     base.update(OMP_NUM_THREADS="1", ML_PLATFORM_DEVICE="cpu")
     # The worker pod: no Pipes channel, no tracking server; its index in the Job is 0.
     worker_process = subprocess.Popen(worker, env={**base, "JOB_COMPLETION_INDEX": "0"},
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                      start_new_session=True)  # its ranks die with it below
 
     @dg.asset(key=[spec.name, "trained"])
     def trained(context) -> dg.MaterializeResult:  # type: ignore[no-untyped-def]
@@ -89,7 +92,8 @@ def test_two_nodes_train_one_model_from_the_rendered_commands(tmp_path: Path,
                                 raise_on_error=False)
         output, _ = worker_process.communicate(timeout=300)
     finally:
-        worker_process.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(worker_process.pid, signal.SIGKILL)
     assert result.success, output[-3000:]
     assert worker_process.returncode == 0, output[-3000:]
 

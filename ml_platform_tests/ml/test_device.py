@@ -20,6 +20,7 @@ from ml_platform.ml.distributed import (
     DistContext,
     autocast,
     available_cpus,
+    loader_workers,
     select_device,
     threads_per_process,
 )
@@ -114,6 +115,13 @@ def test_threads_leave_a_core_for_tracking_and_split_between_ranks() -> None:
     assert threads_per_process(1, cpus=16) == 15
     assert threads_per_process(2, cpus=16) == 7
     assert threads_per_process(4, cpus=2) == 1  # never zero
+
+
+def test_loader_workers_use_the_cpus_beyond_the_training_loop() -> None:
+    assert loader_workers(1, cpus=1) == 0  # batches gathered in the training process
+    assert loader_workers(1, cpus=4) == 3
+    assert loader_workers(8, cpus=64) == 7  # one GPU process per rank, its share of the node
+    assert loader_workers(1, cpus=64) == 8  # capped
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

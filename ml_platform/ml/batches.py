@@ -1,0 +1,107 @@
+"""Where the training loop's batches come from.
+
+Tabular training sets usually fit on the device: then the rows are copied there once and each
+batch is an index into them (no host work per step, nothing to feed). A training set too big
+for the GPU stays in host memory and is streamed: DataLoader worker processes (as many as the
+pod's CPUs allow, `loader_workers`; started each epoch) gather each batch, a pin-memory thread
+pins it, and it is copied to the GPU asynchronously while the previous batch trains. Both give
+the same batches in the same order, so the same seed gives the same model either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+# Stream when the training rows would take more than this share of the GPU's free memory
+# (the rest is for activations, the optimizer and the validation rows).
+DEVICE_SHARE = 0.5
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def host_tensor(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+
+
+def to_device(array: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    tensor = host_tensor(array) if isinstance(array, np.ndarray) else array
+    if device.type == "cuda":
+        # Staged through pinned memory so the host-to-device copy is a single async DMA.
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor
+
+
+def fits_on_device(nbytes: int, device: torch.device) -> bool:
+    """Whether `nbytes` of training rows should live on `device` (always, for the CPU)."""
+    if device.type != "cuda":
+        return True
+    free, _total = torch.cuda.mem_get_info(device)
+    return nbytes <= DEVICE_SHARE * free
+
+
+class ResidentBatches:
+    """Rows on the device; a batch is an index into them."""
+
+    def __init__(self, x: torch.Tensor, target: torch.Tensor, device: torch.device) -> None:
+        self.x, self.target = to_device(x, device), to_device(target, device)
+        self.device = device
+
+    def epoch(self, order: torch.Tensor, batch: int) -> Iterator[Batch]:
+        order = order.to(self.device)
+        for i in range(0, len(order), batch):
+            idx = order[i : i + batch]
+            yield self.x[idx], self.target[idx]
+
+
+class _Rows(Dataset[Batch]):
+    """Rows in host memory, fetched a batch at a time (one gather, not one call per row)."""
+
+    def __init__(self, x: torch.Tensor, target: torch.Tensor) -> None:
+        self.x, self.target = x, target
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitems__(self, rows: list[int]) -> Batch:
+        idx = torch.as_tensor(rows)
+        return self.x[idx], self.target[idx]
+
+
+class _EpochOrder(Sampler[list[int]]):
+    """The current epoch's row order, cut into batches (set before each epoch)."""
+
+    def __init__(self, batch: int) -> None:
+        self.order: list[int] = []
+        self.batch = batch
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for i in range(0, len(self.order), self.batch):
+            yield self.order[i : i + self.batch]
+
+    def __len__(self) -> int:
+        return -(-len(self.order) // self.batch)
+
+
+def _as_is(batch: Batch) -> Batch:
+    return batch
+
+
+class StreamedBatches:
+    """Rows in host memory, batches gathered by `workers` DataLoader processes (0: in this
+    process), pinned and copied to the device ahead of use."""
+
+    def __init__(self, x: torch.Tensor, target: torch.Tensor, device: torch.device, batch: int,
+                 workers: int) -> None:
+        self.device = device
+        self._order = _EpochOrder(batch)
+        self.loader = DataLoader(_Rows(x, target), batch_sampler=self._order, num_workers=workers,
+                                 collate_fn=_as_is, pin_memory=device.type == "cuda",
+                                 prefetch_factor=4 if workers else None)
+
+    def epoch(self, order: torch.Tensor, batch: int) -> Iterator[Batch]:
+        self._order.order, self._order.batch = order.tolist(), batch
+        for x, target in self.loader:
+            yield x.to(self.device, non_blocking=True), target.to(self.device, non_blocking=True)
