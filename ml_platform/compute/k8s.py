@@ -18,6 +18,7 @@ import dataclasses
 import json
 import os
 import re
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -111,7 +112,8 @@ class K8sPodTrainer(Trainer):
         if companions:
             client._load_k8s_config()  # as `run` does: in-cluster, else the kubeconfig
         api = DagsterKubernetesClient.production_client() if companions else None
-        with _created(api, namespace, companions, context.log):
+        with _created(api, namespace, companions, context.log), \
+                _watching_workers(api, namespace, request, self.poll_interval_s, context.log):
             invocation = client.run(
                 context=context,
                 extras=request.to_extras(),
@@ -125,8 +127,10 @@ class K8sPodTrainer(Trainer):
 
 @contextlib.contextmanager
 def _created(api: Any, namespace: str, manifests: list[dict[str, Any]], log: Any) -> Any:
-    """Create `manifests` (Services and Jobs) for the block, and delete them after it, whatever
-    happens: a failed or retried step leaves no worker pods holding GPUs."""
+    """Create `manifests` (Services and Jobs) for the block, and delete them after it, however
+    the step ends: a failed or retried step leaves no worker pods holding GPUs. (If the run
+    worker itself is killed, the workers stop at the rendezvous timeout or when node 0's
+    connection drops, and `activeDeadlineSeconds` bounds the Job.)"""
     created: list[dict[str, Any]] = []
     try:
         for manifest in manifests:
@@ -151,14 +155,51 @@ def _created(api: Any, namespace: str, manifests: list[dict[str, Any]], log: Any
                             f"`kubectl -n {namespace} delete {kind.lower()} {name}`")
 
 
+@contextlib.contextmanager
+def _watching_workers(api: Any, namespace: str, request: TrainingRequest, interval: float,
+                      log: Any) -> Any:
+    """While the block runs, poll the worker Job; when it fails (a worker died, or gave up
+    waiting for node 0), delete node 0's pod so the step fails now instead of waiting for a
+    rendezvous or collective timeout. Nothing to watch for one node."""
+    if request.nodes == 1:
+        yield
+        return
+    stop, name = threading.Event(), rendezvous_name(request)
+
+    def watch() -> None:
+        while not stop.wait(interval):
+            try:
+                job = api.batch_api.read_namespaced_job_status(f"{name}-workers", namespace)
+                if not (job.status.failed or 0):
+                    continue
+                log.error(f"a worker of {name} failed: stopping node 0's pod")
+                pods = api.core_api.list_namespaced_pod(
+                    namespace, label_selector=f"ml-platform/training={name},ml-platform/node=0")
+                for pod in pods.items:
+                    api.core_api.delete_namespaced_pod(pod.metadata.name, namespace)
+                return
+            except Exception as exc:  # an API hiccup: look again next time
+                log.warning(f"could not check the worker Job of {name}: {exc}")
+
+    watcher = threading.Thread(target=watch, name=f"watch-{name}", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join()
+
+
 def pod_request(request: TrainingRequest, attempt: str) -> TrainingRequest:
     """The request as the pods see it: checkpoints go to the pod's scratch volume (they also
     reach MLflow as artifacts), not to a path of the orchestrator's filesystem; several nodes
     meet at a Service named after the MLflow run and this `attempt` of the step."""
     rendezvous = ""
     if request.nodes > 1:
-        label = re.sub(r"[^a-z0-9]+", "-", f"{request.mlflow_run_id[:32]}-{attempt}".lower())
-        rendezvous = f"train-{label.strip('-')}"[:55].rstrip("-") + f":{RENDEZVOUS_PORT}"
+        # <= 39 characters: the Job adds "-workers" and Kubernetes "-<index>" to its pods'
+        # hostnames, which must stay DNS labels (63).
+        label = re.sub(r"[^a-z0-9]+", "-", f"{request.mlflow_run_id[:20]}-{attempt}".lower())
+        rendezvous = f"train-{label.strip('-')}:{RENDEZVOUS_PORT}"
     return dataclasses.replace(
         request, checkpoint_dir=f"{SCRATCH}/checkpoints/{request.model}/{request.mlflow_run_id}",
         rendezvous=rendezvous)
@@ -293,7 +334,7 @@ def worker_job(compute: ComputeSpec, request: TrainingRequest,
     No retries of its own (`backoffLimit: 0`): a lost node fails the whole training, and
     Dagster's retry policy retries the step, which resumes from the last checkpoint."""
     workers = request.nodes - 1
-    return {
+    job: dict[str, Any] = {
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": {"name": f"{rendezvous_name(request)}-workers",
                      **training_pod_meta(compute, request, node_rank=None)},
@@ -302,12 +343,14 @@ def worker_job(compute: ComputeSpec, request: TrainingRequest,
             "completions": workers,
             "parallelism": workers,
             "backoffLimit": 0,
-            "activeDeadlineSeconds": int(trainer.pod_wait_timeout_s),
             "ttlSecondsAfterFinished": 3600,  # if the step could not delete it
             "template": {"metadata": training_pod_meta(compute, request, node_rank=None),
                          "spec": training_pod_spec(compute, request, trainer, node_rank=None)},
         },
     }
+    if trainer.pod_wait_timeout_s > 0:  # 0: no limit, as for PipesK8sClient's wait
+        job["spec"]["activeDeadlineSeconds"] = int(trainer.pod_wait_timeout_s)
+    return job
 
 
 def placeholder_request(spec: ModelSpec) -> TrainingRequest:

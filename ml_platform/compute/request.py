@@ -73,6 +73,8 @@ class TrainingRequest:
             raise ValueError(f"{self.nodes} nodes need a rendezvous (node 0's host:port)")
         else:
             host, _, port = self.rendezvous.rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"rendezvous {self.rendezvous!r} is not host:port")
             if node_rank is not None:
                 launcher.append(f"--node-rank={node_rank}")
             launcher += [f"--master-addr={host}", f"--master-port={port}",

@@ -3,9 +3,10 @@
 Tabular training sets usually fit on the device: then the rows are copied there once and each
 batch is an index into them (no host work per step, nothing to feed). A training set too big
 for the GPU stays in host memory and is streamed: DataLoader worker processes (as many as the
-pod's CPUs allow, `loader_workers`; started each epoch) gather each batch, a pin-memory thread
-pins it, and it is copied to the GPU asynchronously while the previous batch trains. Both give
-the same batches in the same order, so the same seed gives the same model either way.
+pod's CPUs allow, `loader_workers`; started each epoch) gather batches ahead of use, a
+pin-memory thread pins them, and each is copied to the GPU as an asynchronous DMA that does not
+hold up the Python thread. Both give the same batches in the same order, so the same seed gives
+the same model either way.
 """
 
 from __future__ import annotations
@@ -65,19 +66,19 @@ class _Rows(Dataset[Batch]):
     def __len__(self) -> int:
         return len(self.x)
 
-    def __getitems__(self, rows: list[int]) -> Batch:
-        idx = torch.as_tensor(rows)
-        return self.x[idx], self.target[idx]
+    def __getitems__(self, rows: torch.Tensor) -> Batch:
+        return self.x[rows], self.target[rows]
 
 
-class _EpochOrder(Sampler[list[int]]):
-    """The current epoch's row order, cut into batches (set before each epoch)."""
+class _EpochOrder(Sampler[torch.Tensor]):
+    """The current epoch's row order, cut into batches (set before each epoch; a tensor, not a
+    list: a list of Python ints costs ~36 bytes a row)."""
 
-    def __init__(self, batch: int) -> None:
-        self.order: list[int] = []
-        self.batch = batch
+    def __init__(self) -> None:
+        self.order = torch.empty(0, dtype=torch.int64)
+        self.batch = 1
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[torch.Tensor]:
         for i in range(0, len(self.order), self.batch):
             yield self.order[i : i + self.batch]
 
@@ -93,15 +94,15 @@ class StreamedBatches:
     """Rows in host memory, batches gathered by `workers` DataLoader processes (0: in this
     process), pinned and copied to the device ahead of use."""
 
-    def __init__(self, x: torch.Tensor, target: torch.Tensor, device: torch.device, batch: int,
+    def __init__(self, x: torch.Tensor, target: torch.Tensor, device: torch.device,
                  workers: int) -> None:
         self.device = device
-        self._order = _EpochOrder(batch)
+        self._order = _EpochOrder()
         self.loader = DataLoader(_Rows(x, target), batch_sampler=self._order, num_workers=workers,
                                  collate_fn=_as_is, pin_memory=device.type == "cuda",
                                  prefetch_factor=4 if workers else None)
 
     def epoch(self, order: torch.Tensor, batch: int) -> Iterator[Batch]:
-        self._order.order, self._order.batch = order.tolist(), batch
+        self._order.order, self._order.batch = order.cpu(), batch
         for x, target in self.loader:
             yield x.to(self.device, non_blocking=True), target.to(self.device, non_blocking=True)

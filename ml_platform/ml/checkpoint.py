@@ -15,6 +15,7 @@ pays one `torch.cat` (and, on a GPU, one device-to-host copy) and the writer thr
 from __future__ import annotations
 
 import io
+import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any
 
 import torch
 
+log = logging.getLogger(__name__)
 _TENSOR = "__tensor__"  # marks where a packed tensor goes back: {"__tensor__": index}
 
 
@@ -73,27 +75,48 @@ def unpack(packed: dict[str, Any]) -> Any:
     return fill(packed["state"])
 
 
+KEEP = 2  # local checkpoints kept: the newest, and the one before in case a crash emptied it
+
+
 def path_for(directory: Path, epoch: int) -> Path:
     return directory / f"epoch-{epoch:06d}.pt"
 
 
+def _local(directory: Path) -> list[Path]:
+    return sorted(directory.glob("epoch-*.pt")) if directory.is_dir() else []
+
+
 def latest(directory: Path, mirror: str | None = None) -> Path | None:
     """The newest checkpoint in `directory`, fetched there first from `mirror` when the mirror
-    has a newer one (a retry on a fresh disk). Every `epoch-*.pt` is complete: a file gets
-    that name only once it is fully written, an object once it is fully uploaded."""
-    found = sorted(directory.glob("epoch-*.pt")) if directory.is_dir() else []
-    local = found[-1] if found else None
+    has a newer one (a retry on a fresh disk)."""
+    found = _local(directory)
     if mirror:
         fs, base = _filesystem(mirror)
         remote = _listing(fs, base)
-        if remote and (local is None or remote[-1] > local.name):
+        if remote and (not found or remote[-1] > found[-1].name):
             directory.mkdir(parents=True, exist_ok=True)
-            local = directory / remote[-1]
-            tmp = directory / f".{local.name}.tmp"
-            with fs.open_input_stream(f"{base}/{local.name}") as source:
+            fetched = directory / remote[-1]
+            tmp = directory / f".{fetched.name}.tmp"
+            with fs.open_input_stream(f"{base}/{fetched.name}") as source:
                 tmp.write_bytes(source.read())
-            tmp.replace(local)
-    return local
+            tmp.replace(fetched)
+            found.append(fetched)
+    return found[-1] if found else None
+
+
+def read_newest(directory: Path, mirror: str | None = None) -> Any | None:
+    """The state of the newest checkpoint that loads (see `latest`), or None if there is none.
+
+    A file gets its `epoch-*.pt` name only once fully written, so a killed process never leaves
+    a torn one. A crash of the whole machine can (the data is not fsynced: that would cost
+    the training loop several percent); then the one before it is read."""
+    latest(directory, mirror)  # fetches the mirror's, if newer
+    for path in reversed(_local(directory)):
+        try:
+            return read(path)
+        except (OSError, RuntimeError, EOFError, ValueError) as exc:
+            log.warning(f"checkpoint {path} does not load ({exc}); trying the one before")
+    return None
 
 
 def _filesystem(uri: str) -> tuple[Any, str]:
@@ -112,15 +135,14 @@ def _listing(filesystem: Any, base: str) -> list[str]:
                   if i.base_name.startswith("epoch-") and i.base_name.endswith(".pt"))
 
 
-def upload(name: str, data: bytes, mirror: str) -> None:
-    """Store checkpoint `name` in `mirror`, then delete the mirror's older ones (a reader never
-    sees none: the new object exists before the old one goes)."""
-    fs, base = _filesystem(mirror)
-    with fs.open_output_stream(f"{base}/{name}") as sink:
+def upload(filesystem: Any, base: str, name: str, data: bytes) -> None:
+    """Store checkpoint `name` under `base`, then delete the older ones there (a reader never
+    sees none: the new object exists, whole, before the old one goes)."""
+    with filesystem.open_output_stream(f"{base}/{name}") as sink:
         sink.write(data)
-    for older in _listing(fs, base):
+    for older in _listing(filesystem, base):
         if older < name:
-            fs.delete_file(f"{base}/{older}")
+            filesystem.delete_file(f"{base}/{older}")
 
 
 def serialise(packed: dict[str, Any]) -> bytes:
@@ -130,7 +152,7 @@ def serialise(packed: dict[str, Any]) -> bytes:
 
 
 def write(directory: Path, epoch: int, data: bytes) -> Path:
-    """Save epoch `epoch`'s serialised checkpoint, then delete the older ones.
+    """Save epoch `epoch`'s serialised checkpoint, keeping the `KEEP` newest.
 
     Written under a temporary name and renamed to a name no file has: a kill mid-write never
     leaves a torn checkpoint, and nothing is renamed over an existing file (on ext4 that forces
@@ -139,9 +161,8 @@ def write(directory: Path, epoch: int, data: bytes) -> Path:
     tmp = directory / f".{path.name}.tmp"
     tmp.write_bytes(data)
     tmp.replace(path)
-    for older in directory.glob("epoch-*.pt"):
-        if older.name < path.name:
-            older.unlink(missing_ok=True)
+    for older in _local(directory)[:-KEEP]:
+        older.unlink(missing_ok=True)
     return path
 
 
@@ -155,20 +176,21 @@ class CheckpointWriter:
     uploads them to `mirror` (if any) from another.
 
     `submit` packs the state on the caller's thread (a snapshot: microseconds) and waits only
-    for the previous write, so at most one is in flight. Uploads never hold training up: a
-    slow store skips to the newest checkpoint written since its last upload. `close` waits for
-    the last write and its upload, and re-raises what failed."""
+    for the previous write, so at most one is in flight; `close` waits for the last write and
+    its upload and re-raises a failed write. Uploads never hold training up: a slow store skips
+    to the newest checkpoint written since its last upload. They are best effort (the mirror
+    only speeds up a retry): a failed one is logged and the next one tries again."""
 
     def __init__(self, directory: Path, mirror: str | None = None) -> None:
         self.directory = directory
-        self.mirror = mirror
+        self.mirror = _filesystem(mirror) if mirror else None
         directory.mkdir(parents=True, exist_ok=True)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
         self._uploads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-upload")
         self._pending: Future[None] | None = None
         self._lock = threading.Lock()
         self._newest: tuple[str, bytes] | None = None  # written, not yet uploaded
-        self._upload_error: BaseException | None = None
+        self.uploaded: str | None = None  # the newest checkpoint in the mirror
 
     def submit(self, epoch: int, state: dict[str, Any]) -> None:
         packed = pack(state)
@@ -186,22 +208,27 @@ class CheckpointWriter:
     def _upload_newest(self) -> None:
         with self._lock:
             newest, self._newest = self._newest, None
-        if newest is not None and self.mirror:
-            try:
-                upload(*newest, self.mirror)
-            except BaseException as exc:  # reported by close(), on the training thread
-                self._upload_error = exc
+        if newest is None or self.mirror is None:
+            return
+        try:
+            upload(*self.mirror, *newest)
+            self.uploaded = newest[0]
+        except Exception as exc:  # best effort: a retry resumes from an older one, or starts over
+            log.warning(f"checkpoint {newest[0]} not uploaded to the mirror: {exc}")
 
     def wait(self) -> None:
         pending, self._pending = self._pending, None
         if pending is not None:
             pending.result()
 
-    def close(self) -> None:
+    def close(self, *, raise_errors: bool = True) -> None:
+        """Wait for the last write and upload; `raise_errors=False` while another error is
+        already on its way up (it, not a checkpoint's, is the one to report)."""
         try:
             self.wait()
+        except Exception:
+            if raise_errors:
+                raise
         finally:
             self._pool.shutdown(wait=True)
             self._uploads.shutdown(wait=True)
-        if self._upload_error is not None:
-            raise self._upload_error

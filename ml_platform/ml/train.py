@@ -156,11 +156,8 @@ def train_regressor(
 
     history: list[dict[str, float]] = []
     start = 0
-    state = None
-    newest = (checkpoints.latest(checkpoint_dir, checkpoint_mirror)
-              if ctx.is_main and checkpoint_dir else None)
-    if newest is not None:
-        state = checkpoints.read(newest)
+    state = (checkpoints.read_newest(checkpoint_dir, checkpoint_mirror)
+             if ctx.is_main and checkpoint_dir else None)
     state = broadcast_object(state, ctx)
     if state is not None:
         model.load_state_dict(state["model"])
@@ -177,7 +174,7 @@ def train_regressor(
     batch = max(1, params.batch_size // ctx.world_size)
     if stream is None:
         stream = not fits_on_device(xt.nbytes + target.nbytes, device)
-    batches = (StreamedBatches(xt, target, device, batch, loader_workers(ctx.local_world_size))
+    batches = (StreamedBatches(xt, target, device, loader_workers(ctx.local_world_size))
                if stream else ResidentBatches(xt, target, device))
     xv, yv = host_tensor(x_valid), host_tensor(y_valid)
     if not stream:
@@ -213,9 +210,12 @@ def train_regressor(
                 })
             if on_epoch is not None and ctx.is_main:
                 on_epoch(epoch, row)
-    finally:
+    except BaseException:
         if writer is not None:
-            writer.close()
+            writer.close(raise_errors=False)  # the training's error is the one to report
+        raise
+    if writer is not None:
+        writer.close()
     seconds = time.perf_counter() - began
     model.eval()
     return TrainResult(model=model.cpu(), history=history, resumed_from_epoch=start,

@@ -315,3 +315,39 @@ def test_multi_node_train_deletes_its_service_and_job_whatever_happens(
     submitted = ApiClient().sanitize_for_serialization(pod)
     assert f"--master-addr={name}" in submitted["spec"]["containers"][0]["command"]
     assert submitted["metadata"]["labels"]["ml-platform/training"] == name
+
+
+def test_a_failed_worker_job_stops_node_0() -> None:
+    """A dead worker (or one that gave up waiting for node 0) fails the Job; the step then
+    deletes node 0's pod, so `PipesK8sClient` fails now rather than at a collective timeout."""
+    import logging
+    import time
+
+    from ml_platform.compute.k8s import _watching_workers, pod_request, rendezvous_name
+
+    spec, _ = _multi_node(nodes=2)
+    request = pod_request(dataclasses.replace(placeholder_request(spec), mlflow_run_id="r1"),
+                          attempt="abcdef12-0")
+    name = rendezvous_name(request)
+    polls: list[str] = []
+    deleted: list[str] = []
+
+    def read_namespaced_job_status(job: str, namespace: str) -> Any:
+        polls.append(job)
+        return SimpleNamespace(status=SimpleNamespace(failed=1 if len(polls) >= 3 else None))
+
+    def list_namespaced_pod(namespace: str, label_selector: str) -> Any:
+        assert label_selector == f"ml-platform/training={name},ml-platform/node=0"
+        return SimpleNamespace(items=[SimpleNamespace(metadata=SimpleNamespace(name="node-0-pod"))])
+
+    api = SimpleNamespace(
+        batch_api=SimpleNamespace(read_namespaced_job_status=read_namespaced_job_status),
+        core_api=SimpleNamespace(list_namespaced_pod=list_namespaced_pod,
+                                 delete_namespaced_pod=lambda pod, ns: deleted.append(f"{ns}/{pod}")))
+    with _watching_workers(api, "ml", request, 0.01, logging.getLogger("test")):
+        deadline = time.monotonic() + 10
+        while not deleted and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert deleted == ["ml/node-0-pod"]
+    assert polls == [f"{name}-workers"] * 3  # and it stopped watching
+    assert len(name) <= 39 and re.fullmatch(r"[a-z0-9-]+", name)

@@ -28,7 +28,7 @@ def test_streamed_batches_are_the_resident_batches(workers: int) -> None:
     order = torch.randperm(1003, generator=torch.Generator().manual_seed(0))
     cpu = torch.device("cpu")
     resident = list(ResidentBatches(x, y, cpu).epoch(order, 128))
-    streamed = list(StreamedBatches(x, y, cpu, 128, workers).epoch(order, 128))
+    streamed = list(StreamedBatches(x, y, cpu, workers).epoch(order, 128))
     assert len(streamed) == len(resident) == 8  # the last one partial: 1003 = 7 x 128 + 107
     for (xs, ys), (xr, yr) in zip(streamed, resident, strict=True):
         assert torch.equal(xs, xr) and torch.equal(ys, yr)

@@ -86,8 +86,8 @@ def test_checkpoint_resume_continues_where_it_stopped(splits: Splits, tmp_path: 
     assert len(resumed.history) == 4
     assert resumed.history[:2] == first.history
     assert seen == [3, 4]
-    # Only the newest checkpoint is kept, and no temporary file is left behind.
-    assert [p.name for p in ckpt.iterdir()] == ["epoch-000004.pt"]
+    # The two newest checkpoints are kept, and no temporary file is left behind.
+    assert sorted(p.name for p in ckpt.iterdir()) == ["epoch-000003.pt", "epoch-000004.pt"]
     state = checkpoints.read(ckpt / "epoch-000004.pt")
     assert state["epoch"] == 4
     assert len(state["history"]) == 4
