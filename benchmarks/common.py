@@ -5,6 +5,7 @@ The scripts run as `python benchmarks/<name>.py`, so this module is imported as 
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import platform
 import re
@@ -14,6 +15,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+LOAD_AT_START = os.getloadavg()[0]  # this module is imported when a benchmark script starts
 DOC = ROOT / "docs" / "benchmarks.md"
 DOC_HEADER = """# Benchmarks
 
@@ -38,6 +40,19 @@ def machine() -> dict[str, str]:
         "cpus": str(len(os.sched_getaffinity(0))), "memory": f"{kib / 2**20:.1f} GiB",
         "cpu": cpu, "python": platform.python_version(), "torch": version("torch"),
     }
+
+
+def run_context(script: str, versions: str = "") -> list[str]:
+    """The lines every section opens with: command, date, load, machine (plus `versions`)."""
+    m = machine()
+    return [
+        f"- command: `{command_line(script)}`",
+        f"- date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
+        f"- load average (1 min) at start / end: {LOAD_AT_START:.1f} / {os.getloadavg()[0]:.1f}"
+        " (other work on the box competes for the same cores)",
+        f"- machine: {m['cpus']} CPUs ({m['cpu']}), {m['memory']} RAM; Python {m['python']}, "
+        f"torch {m['torch']}" + (f", {versions}" if versions else ""),
+    ]
 
 
 def write_section(name: str, body: str, doc: Path = DOC) -> None:

@@ -21,7 +21,6 @@ and to the `e2e` section of docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import re
 import shutil
@@ -37,11 +36,10 @@ from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 
-from common import ROOT, command_line, machine, publish
+from common import ROOT, publish, run_context
 
 from ml_platform.tracking.server import free_port, is_healthy
 
-LOAD_AT_START = os.getloadavg()[0]
 SECTION = "e2e"
 
 
@@ -349,7 +347,6 @@ def overhead_note(fresh: list[Demo], overhead: float | None) -> list[str]:
 
 def render(a: argparse.Namespace, fresh: list[Demo], plain: list[Demo],
            retrain: list[Demo]) -> str:
-    m = machine()
     wall = med(d.wall_s for d in fresh)
     steps = med(d.run.steps_s for d in fresh if d.run)
     overhead = med(d.wall_s - d.run.steps_s for d in fresh if d.run)
@@ -382,12 +379,7 @@ def render(a: argparse.Namespace, fresh: list[Demo], plain: list[Demo],
         "loop). Step times are STEP_START → STEP_SUCCESS from the Dagster instance under "
         "`<home>/dagster`.",
         "",
-        f"- command: `{command_line(__file__)}`",
-        f"- date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
-        f"- load average (1 min) at start / end: {LOAD_AT_START:.1f} / {os.getloadavg()[0]:.1f}"
-        " (other work on the box competes for the same cores)",
-        f"- machine: {m['cpus']} CPUs ({m['cpu']}), {m['memory']} RAM; Python {m['python']}, "
-        f"torch {m['torch']}, dagster {version('dagster')}, mlflow {version('mlflow')}",
+        *run_context(__file__, f"dagster {version('dagster')}, mlflow {version('mlflow')}"),
         "",
         "| measure (median) | runs | value | budget / baseline | ratio |",
         "| --- | --- | --- | --- | --- |",

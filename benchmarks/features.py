@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import resource
 import statistics
 import subprocess
@@ -25,9 +24,8 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
-from common import ROOT, command_line, machine, publish
+from common import ROOT, machine, publish, run_context
 
-LOAD_AT_START = os.getloadavg()[0]
 SECTION = "features"
 KEY, DATE, TARGET = "booking_id", "booking_date", "nightly_price"
 
@@ -148,12 +146,7 @@ def render(args: argparse.Namespace, runs: list[dict[str, float]], gen_s: float,
         "process that calls the builder twice: *cold* (first call in the process, what the "
         "asset pays) and *warm* (second call).",
         "",
-        f"- command: `{command_line(__file__)}`",
-        f"- date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
-        f"- load average (1 min) at start / end: {LOAD_AT_START:.1f} / {os.getloadavg()[0]:.1f}"
-        " (other work on the box competes for the same cores)",
-        f"- machine: {m['cpus']} CPUs ({m['cpu']}), {m['memory']} RAM; Python {m['python']}, "
-        f"torch {m['torch']}, pandas {version('pandas')}, numpy {version('numpy')}",
+        *run_context(__file__, f"pandas {version('pandas')}, numpy {version('numpy')}"),
         "",
         f"| measure (median of {len(runs)}) | value | budget | ratio to budget |",
         "| --- | --- | --- | --- |",

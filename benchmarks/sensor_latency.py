@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import yaml
-from common import ROOT, command_line, machine, publish
+from common import ROOT, publish, run_context
 
 INTERVAL_S = 5
 
@@ -156,7 +156,6 @@ def main() -> None:
     parser.add_argument("--landings", type=int, default=5)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
-    m = machine()
     ticks = tick_with_seen_files()
     loads = definitions_load()
     latency = landing_latency(args.landings)
@@ -179,11 +178,10 @@ def main() -> None:
          f"**{load:.2f} s** ({runs(loads, fmt='.2f')})", "≤ 5 s", f"{load / 5:.2f}"),
     ]
     table = "\n".join("| " + " | ".join(row) + " |" for row in rows)
+    context = "\n".join(run_context(__file__))
     body = f"""## Sensors: landing to run, tick cost, code-location load
 
-- command: `{command_line(__file__)}`
-- date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC
-- machine: {m['cpus']} CPUs ({m['cpu']}), {m['memory']} RAM; Python {m['python']}, torch {m['torch']}
+{context}
 
 | measure | median (runs) | budget | ratio to budget |
 | --- | --- | --- | --- |

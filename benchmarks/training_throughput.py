@@ -27,7 +27,6 @@ import contextlib
 import datetime as dt
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -37,9 +36,9 @@ from dataclasses import dataclass
 from importlib.metadata import version as installed_version
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DOC = ROOT / "docs" / "benchmarks.md"
-START, END = "<!-- training_throughput:start -->", "<!-- training_throughput:end -->"
+from common import ROOT, publish, run_context
+
+SECTION = "training_throughput"
 LATENCY_S = 0.2
 BUDGET_TRACKED, BUDGET_LATENCY = 0.95, 0.90
 
@@ -92,23 +91,16 @@ class Sample:
     extra: dict[str, float]
 
 
-def machine() -> dict[str, str]:
+def training_setup() -> str:
+    """How both loops train here: device, torch threads per process, MLflow version."""
     import torch
 
-    from ml_platform.ml.distributed import available_cpus, select_device, threads_per_process
+    from ml_platform.ml.distributed import select_device, threads_per_process
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text()
-                .splitlines() if line.startswith("model name")), platform.processor())
-    mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                  if line.startswith("MemTotal"))
     device = select_device()
-    return {
-        "nproc": str(available_cpus()), "threads": str(threads_per_process(1)),
-        "memory": f"{mem_kb / 2**20:.1f} GiB", "cpu": cpu,
-        "torch": torch.__version__, "mlflow": installed_version("mlflow"),
-        "python": platform.python_version(),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-    }
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    return (f"MLflow {installed_version('mlflow')}; training on **{name}** with "
+            f"{threads_per_process(1)} torch thread(s) per process, as the entrypoint sets them")
 
 
 def make_training_set(path: Path, days: int, rows: int) -> None:
@@ -229,9 +221,8 @@ def median(samples: list[Sample], key: str | None = None) -> float:
     return statistics.median(s.samples_per_s if key is None else s.extra[key] for s in samples)
 
 
-def render(info: dict[str, str], args: argparse.Namespace, n_train: int,
-           results: dict[str, list[Sample]], command: str, wall: float,
-           load: tuple[float, float]) -> tuple[str, bool]:
+def render(setup: str, args: argparse.Namespace, n_train: int,
+           results: dict[str, list[Sample]], wall: float) -> tuple[str, bool]:
     bare = median(results["bare"])
     spread = (max(x.samples_per_s for x in results["bare"])
               - min(x.samples_per_s for x in results["bare"])) / bare
@@ -274,19 +265,12 @@ def render(info: dict[str, str], args: argparse.Namespace, n_train: int,
         lines.append(f"| {label} | {med:,.0f} | {runs} | {med / one:.3f}x | "
                      f"{median(results[key], 'test_mae'):.2f} |")
     table = "\n".join(lines)
-    text = f"""{START}
-## Training throughput
+    context = "\n".join(run_context(__file__, setup))
+    text = f"""## Training throughput
 
-`benchmarks/training_throughput.py`, run {dt.date.today().isoformat()} in {wall:.0f} s:
-
-    {command}
-
-Machine: {info['nproc']} CPUs ({info['cpu']}), {info['memory']} memory, training on
-**{info['device']}** ({info['threads']} torch thread(s) per process, as the entrypoint sets them
-for both loops); torch {info['torch']}, MLflow {info['mlflow']}, Python {info['python']}.
-Load average {load[0]:.2f} before, {load[1]:.2f} after (other work on the machine skews
-timings); the bare loop's {args.repeats} runs spread by {spread:.0%} of their median, so differences of a few
-percent between rows are within noise.
+{context}
+- wall time: {wall:.0f} s; the bare loop's {args.repeats} runs spread by {spread:.0%} of their
+  median, so differences of a few percent between rows are within noise
 
 Workload: the shipped `listing_price` model (MLP {args.hidden}, batch {args.batch_size}, Adam
 lr 3e-3) on {args.days} generated days of {args.rows} bookings ({n_train:,} training rows),
@@ -313,19 +297,10 @@ stays {args.batch_size} (each rank takes half of it), so both take the same opti
 reach the same test MAE. Two ranks sharing the same CPUs cannot beat one process using all of
 them: this row measures what the gradient all-reduce and the second Python process cost on
 shared cores. The speed-up comes where each rank has its own GPU (`compute.gpu`) or node.
-{END}"""
+"""
     return text, ok
 
 
-def write_doc(section: str) -> None:
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    DOC.write_text(text)
 
 
 def main() -> None:
@@ -344,17 +319,13 @@ def main() -> None:
     if args.proxy:
         serve_delay_proxy(int(args.proxy[0]), int(args.proxy[1]), float(args.proxy[2]))
         return
-    command = " ".join([".venv/bin/python benchmarks/training_throughput.py", *sys.argv[1:]])
-
-    sys.path.insert(0, str(ROOT))
     from ml_platform.compute.entrypoint import load_splits
     from ml_platform.compute.request import TrainingRequest
     from ml_platform.ml.distributed import distributed_session
     from ml_platform.tracking.server import free_port, start_mlflow_server
 
     began = time.perf_counter()
-    load_before = os.getloadavg()[0]
-    info = machine()
+    setup = training_setup()
     with tempfile.TemporaryDirectory(prefix="training_throughput-") as tmp:
         work = Path(tmp)
         server = start_mlflow_server(store=work / "mlflow")  # ~10 s to answer: start it first
@@ -401,13 +372,8 @@ def main() -> None:
             proxy.terminate()
             proxy.wait()
             server.stop()
-    section, ok = render(info, args, len(splits.x_train), results, command,
-                         time.perf_counter() - began, (load_before, os.getloadavg()[0]))
-    print()
-    print(section)
-    if not args.no_write:
-        write_doc(section)
-        print(f"\nwritten to {DOC.relative_to(ROOT)}")
+    section, ok = render(setup, args, len(splits.x_train), results, time.perf_counter() - began)
+    publish(SECTION, section, write=not args.no_write)
     if not ok:  # reported, not fatal: `make bench` runs the other benchmarks too
         print("a budget was missed: see the table")
 

@@ -7,13 +7,13 @@ epochs; nothing is faked. Every `torch.load` uses `weights_only=True`."""
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from ml_platform.compute.entrypoint import Splits
 from ml_platform.ml import checkpoint as checkpoints
 from ml_platform.ml.metrics import metrics_for, regression_metrics
 from ml_platform.ml.models import TabularRegressor, build_regressor, parameter_count
@@ -22,16 +22,6 @@ from ml_platform_tests.data import booking_arrays
 
 TARGET = "nightly_price"
 HIDDEN = (64, 64)
-
-
-@dataclass(frozen=True)
-class Splits:
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_valid: np.ndarray
-    y_valid: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
 
 
 @pytest.fixture(scope="module")
