@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo dev test lint bench clean
+.PHONY: setup demo dev test test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,11 +25,18 @@ demo: setup            ## land 30 days and take listing_price to production
 dev: setup             ## Dagster webserver + daemon (:3000) and MLflow (:5000)
 	$(VENV)/bin/ml-platform dev
 
-lint: setup
+TYPED := ml_platform/specs ml_platform/ml ml_platform/compute ml_platform/tracking \
+         ml_platform/storage ml_platform/names.py ml_platform/records.py ml_platform/settings.py
+
+lint: setup            ## ruff, and the type checker on the layers below the pipeline
 	$(VENV)/bin/ruff check ml_platform ml_platform_tests benchmarks
+	$(VENV)/bin/mypy $(TYPED)
 
 test: lint             ## the whole suite: unit tests and real-server integration tests
 	$(PY) -m pytest
+
+test-fast: setup       ## the tests that start no server (under a minute)
+	$(PY) -m pytest -m "not integration" -q
 
 bench: setup           ## benchmarks; results go to docs/benchmarks.md
 	$(PY) benchmarks/features.py

@@ -93,7 +93,7 @@ def make_input(rows: int, days: int, unique_days: int, path: Path) -> tuple[floa
     the dates shifted and the keys prefixed, so every key is unique and every day distinct."""
     import pandas as pd
 
-    from ml_platform.ml.data import generate_bookings
+    from ml_platform.simulation.bookings import generate_bookings
 
     started = time.perf_counter()
     first = dt.date(2026, 1, 1)

@@ -49,9 +49,9 @@ def _specs_dir(root: Path, copies: int, interval_s: int = INTERVAL_S) -> Path:
 def landing_latency(landings: int) -> list[dict[str, float]]:
     import dagster as dg
 
+    from ml_platform.simulation.landing import land_days
     from ml_platform.specs import load_specs
     from ml_platform.storage.landing import LandingZone
-    from ml_platform.storage.simulate import land_days
     from ml_platform.tracking.server import start_mlflow_server
 
     home = Path(tempfile.mkdtemp(prefix="ml_platform_bench_sensor_"))

@@ -106,9 +106,9 @@ def training_setup() -> str:
 def make_training_set(path: Path, days: int, rows: int) -> None:
     import pandas as pd
 
-    from ml_platform.ml.data import generate_bookings
     from ml_platform.ml.features import build_features
     from ml_platform.ml.training_set import make_training_set as freeze
+    from ml_platform.simulation.bookings import generate_bookings
 
     raw = pd.concat([generate_bookings(dt.date(2024, 1, 1) + dt.timedelta(days=i), rows)
                      for i in range(days)], ignore_index=True)

@@ -1,4 +1,9 @@
-"""`ml-platform`: land data, run the pipeline, start the UIs, follow lineage."""
+"""`ml-platform`: land data, run the pipeline, start the UIs, follow lineage, move production.
+
+Every command acts on the stores of the active profile (`ML_PLATFORM_PROFILE`: `local`, the
+default, or `k8s`). Errors are one line; exit status 2 for usage errors, 1 for failures;
+`--debug` shows the traceback.
+"""
 
 from __future__ import annotations
 
@@ -10,37 +15,40 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 from ml_platform import settings
-from ml_platform.specs import ModelSpec, load_specs
+from ml_platform.ops.errors import PlatformError, UsageError
+
+PROG = "ml-platform"
 
 
-def _spec(model: str) -> ModelSpec:
-    specs = {s.name: s for s in load_specs()}
-    if model not in specs:
-        raise SystemExit(f"unknown model {model!r}; known: {sorted(specs)}")
-    return specs[model]
+def _day(value: str, what: str) -> dt.date:
+    """`value` as a calendar date; a usage error naming `what` otherwise."""
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"{what} {value!r} is not a calendar date (YYYY-MM-DD)") from None
 
 
-def _spec_for_dataset(dataset: str) -> ModelSpec:
-    for spec in load_specs():
-        if spec.dataset.name == dataset:
-            return spec
-    known = sorted({s.dataset.name for s in load_specs()})
-    raise SystemExit(f"unknown dataset {dataset!r}; known: {known}")
+def _print(payload: object, as_json: bool, text: str) -> None:
+    print(json.dumps(payload, indent=2, default=str) if as_json else text)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from ml_platform.storage.landing import LandingZone
-    from ml_platform.storage.simulate import default_start, land_days
+    from ml_platform.ops.platform import open_platform, require_dataset
+    from ml_platform.simulation.landing import default_start, land_days
+    from ml_platform.specs import load_specs
 
-    spec = _spec_for_dataset(args.dataset)
-    start = dt.date.fromisoformat(args.start) if args.start else default_start(args.days)
-    landed = land_days(LandingZone(), spec.dataset, start, args.days, corruption=args.corrupt,
-                       damaged_column=spec.training.target, overwrite=args.overwrite,
-                       incomplete=args.incomplete, late=args.late)
+    start = _day(args.start, "--start") if args.start else default_start(args.days)
+    spec = require_dataset(load_specs(), args.dataset)
+    with open_platform(mlflow=False) as p:
+        landed = land_days(p.landing, spec.dataset, start, args.days, corruption=args.corrupt,
+                           damaged_column=spec.training.target, overwrite=args.overwrite,
+                           incomplete=args.incomplete, late=args.late)
     for item in landed:
         state = "landed" if item.written else "exists"
         print(f"{state:7s} {item.day}  {item.path}  ({item.rows} rows)")
@@ -51,175 +59,99 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from ml_platform.ops.platform import require_local
+
+    require_local("demo")
     started = time.monotonic()
-    from ml_platform.tracking.server import tracking_server
+    from ml_platform.ops.platform import open_platform
 
-    # First: the server takes seconds to answer; overlap that with landing data.
-    server = tracking_server(port=args.mlflow_port)
-    try:
-        import dagster as dg
+    # The server takes seconds to answer: landing data and the steps before `trained` overlap
+    # its boot (the first step that talks to it waits for it).
+    with open_platform(args.mlflow_port, wait_for_mlflow=False) as p:
+        from ml_platform.ops.demo import run_demo
 
-        from ml_platform.pipeline.build import build_definitions
-        from ml_platform.pipeline.execute import (
-            prepare_dagster_home,
-            register_landed_days,
-            run_model_pipeline,
-        )
-        from ml_platform.pipeline.models import model_key
-        from ml_platform.storage.landing import LandingZone
-        from ml_platform.storage.simulate import default_start, land_days
-        from ml_platform.tracking.lineage import lineage, render
-        from ml_platform.tracking.mlflow_resource import MlflowTracker
-
-        specs = load_specs()
-        if args.model:
-            specs = [s for s in specs if s.name in args.model]
-        prepare_dagster_home()
-        landing = LandingZone()
-        instance = dg.DagsterInstance.get()
-        for ds in {s.dataset.name: s.dataset for s in specs}.values():
-            landed = land_days(landing, ds, default_start(args.days), args.days)
-            print(f"{ds.name}: {sum(x.written for x in landed)} day(s) landed, "
-                  f"{sum(not x.written for x in landed)} already there")
-            register_landed_days(instance, landing, ds.name)
-        # No wait for the server here: raw → training_set need no MLflow and run while it
-        # boots; the first step that talks to it waits for it (MlflowTracker.client).
-        os.environ["MLFLOW_TRACKING_URI"] = server.url
-        defs = build_definitions(specs)
-        tracker = MlflowTracker()
-        failures = 0
-        for spec in specs:
-            trained_before = instance.get_latest_materialization_event(
-                model_key(spec.name, "training_set")) is not None
-            result = run_model_pipeline(defs, spec, instance,
-                                        retrain_only=args.retrain and trained_before)
-            if not result.success:
-                failures += 1
-                print(f"{spec.name}: run {result.run_id} FAILED; see `ml-platform dev` for details")
-                continue
-            try:
-                chain = lineage(spec, instance, tracker)
-            except LookupError as exc:
-                print(f"{spec.name}: not in production: {exc}")
-                failures += 1
-                continue
-            metric = spec.promotion.primary_metric
-            print(f"\n{spec.name}: production is v{chain['version']}, "
-                  f"{metric} = {chain['mlflow_run']['metrics'].get('test_' + metric, float('nan')):.3f}")
-            print(f"MLflow run: {chain['mlflow_run']['url']}")
-            print(render(chain))
+        failures = run_demo(p, days=args.days, models=args.model, retrain=args.retrain)
         print(f"\ndemo finished in {time.monotonic() - started:.1f}s; "
               "`make dev` opens the Dagster and MLflow UIs on this state")
-        return 1 if failures else 0
-    finally:
-        server.stop(graceful=False)  # every request has returned: nothing in flight to lose
+    return 1 if failures else 0
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    from ml_platform.pipeline.execute import prepare_dagster_home
-    from ml_platform.tracking.server import tracking_server
+    from ml_platform.ops.execute import prepare_dagster_home
+    from ml_platform.ops.platform import mlflow_server, require_local
 
+    require_local("dev")
     home = prepare_dagster_home()
-    server = tracking_server(port=args.mlflow_port)
-    server.wait_ready()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": server.url, "DAGSTER_HOME": str(home)}
-    print(f"MLflow UI:  {server.url}\nDagster UI: http://127.0.0.1:{args.port}")
-    dagster = subprocess.Popen(
-        [sys.executable, "-m", "dagster", "dev", "-m", "ml_platform.definitions",
-         "-h", "127.0.0.1", "-p", str(args.port)],
-        env=env,
-        start_new_session=True,  # its own process group, so shutdown reaches every child
-    )
+    with mlflow_server(args.mlflow_port) as server:
+        if server is not None:
+            server.wait_ready()
+        env = {**os.environ, settings.DAGSTER_HOME_ENV: str(home)}
+        print(f"MLflow UI:  {env[settings.TRACKING_URI_ENV]}\nDagster UI: http://127.0.0.1:{args.port}")
+        dagster = subprocess.Popen(
+            [sys.executable, "-m", "dagster", "dev", "-m", "ml_platform.definitions",
+             "-h", "127.0.0.1", "-p", str(args.port)],
+            env=env,
+            start_new_session=True,  # its own process group, so shutdown reaches every child
+        )
 
-    def _interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
+        def _interrupt(signum: int, frame: object) -> None:
+            raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the UIs as cleanly as Ctrl-C
-    try:
-        return dagster.wait()
-    except KeyboardInterrupt:
-        os.killpg(dagster.pid, signal.SIGINT)  # as Ctrl-C in a terminal: the whole group
+        signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the UIs as cleanly as Ctrl-C
         try:
-            return dagster.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(dagster.pid, signal.SIGKILL)
             return dagster.wait()
-    finally:
-        server.stop()
-
-
-class _Platform:
-    """What the registry commands need: the Dagster instance, MLflow and the lake, with an
-    MLflow server started for the command if none is configured (stopped on exit)."""
-
-    def __init__(self, mlflow_port: int) -> None:
-        from ml_platform.pipeline.execute import prepare_dagster_home
-        from ml_platform.tracking.server import tracking_server
-
-        prepare_dagster_home()
-        self.server = tracking_server(port=mlflow_port)
-
-    def __enter__(self) -> _Platform:
-        import dagster as dg
-
-        from ml_platform.storage.lake import Lake
-        from ml_platform.tracking.mlflow_resource import MlflowTracker
-
-        self.server.wait_ready()
-        self.instance = dg.DagsterInstance.get()
-        self.tracker = MlflowTracker(tracking_uri=self.server.url)
-        self.lake = Lake()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.stop()
-
-
-def _print(payload: object, as_json: bool, text: str) -> None:
-    print(json.dumps(payload, indent=2, default=str) if as_json else text)
+        except KeyboardInterrupt:
+            os.killpg(dagster.pid, signal.SIGINT)  # as Ctrl-C in a terminal: the whole group
+            try:
+                return dagster.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(dagster.pid, signal.SIGKILL)
+                return dagster.wait()
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
-    from ml_platform.tracking.lineage import lineage, render, trained_on
+    from ml_platform.ops.lineage import lineage, render, trained_on
+    from ml_platform.ops.platform import open_platform, require_dataset, require_model
+    from ml_platform.specs import load_specs
 
-    with _Platform(args.mlflow_port) as p:
+    if not args.model and not args.partition:
+        raise UsageError("lineage needs MODEL or --partition DATASET/YYYY-MM-DD")
+    dataset, _, day = (args.partition or "").partition("/")
+    if args.partition:
+        if not day:
+            raise UsageError(f"--partition {args.partition!r} is not DATASET/YYYY-MM-DD, "
+                             "e.g. bookings/2026-03-01")
+        require_dataset(load_specs(), dataset)
+        _day(day, "--partition day")
+    else:
+        require_model(load_specs(), args.model)
+    with open_platform(args.mlflow_port) as p:
         if args.partition:
-            dataset, _, day = args.partition.partition("/")
-            if not day:
-                raise SystemExit("--partition takes DATASET/YYYY-MM-DD, e.g. bookings/2026-03-01")
-            answer = trained_on(day, dataset, load_specs(), p.instance, p.tracker)
+            answer = trained_on(day, dataset, p.specs, p.instance, p.tracker)
             lines = [f"{dataset}/{day}: {(answer['landed_file'] or {}).get('file', 'not landed')}"]
             lines += [f"  {v['model']} v{v['version']}"
                       f"{'  <- production' if v['in_production'] else ''}"
                       for v in answer["model_versions"]] or ["  no model version trained on it"]
             _print(answer, args.json, "\n".join(lines))
             return 0
-        if not args.model:
-            raise SystemExit("lineage needs MODEL or --partition DATASET/DATE")
-        try:
-            chain = lineage(_spec(args.model), p.instance, p.tracker, alias=args.alias,
-                            version=args.version)
-        except LookupError as exc:
-            print(exc, file=sys.stderr)
-            return 1
-        _print(chain, args.json, render(chain))
+        chain = lineage(p.spec(args.model), p.instance, p.tracker, alias=args.alias,
+                        version=args.version)
+    _print(chain, args.json, render(chain))
     return 0
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    from ml_platform.ops.execute import ingest
+    from ml_platform.ops.platform import open_platform, require_dataset
     from ml_platform.pipeline.build import build_definitions
-    from ml_platform.pipeline.execute import ingest
-    from ml_platform.storage.landing import LandingZone
+    from ml_platform.specs import load_specs
 
-    specs = load_specs()
-    datasets = sorted({s.dataset.name for s in specs})
-    if args.dataset and args.dataset not in datasets:
-        raise SystemExit(f"unknown dataset {args.dataset!r}; known: {datasets}")
-    with _Platform(args.mlflow_port) as p:
-        os.environ["MLFLOW_TRACKING_URI"] = p.server.url
-        defs = build_definitions(specs)
-        reports = [ingest(defs, d, p.instance, LandingZone())
-                   for d in ([args.dataset] if args.dataset else datasets)]
+    if args.dataset:
+        require_dataset(load_specs(), args.dataset)
+    with open_platform(args.mlflow_port) as p:
+        datasets = [args.dataset] if args.dataset else p.dataset_names()
+        defs = build_definitions(p.specs, profile=p.profile)
+        reports = [ingest(defs, d, p.instance, p.landing) for d in datasets]
     if args.json:
         print(json.dumps(reports, indent=2, default=str))
     else:
@@ -237,44 +169,45 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
+    from ml_platform.ops.platform import open_platform, require_model
+    from ml_platform.specs import load_specs
     from ml_platform.tracking.promotion import history
 
-    with _Platform(args.mlflow_port) as p:
-        records = history(p.tracker, _spec(args.model).name)
-    lines = [f"{r['at']}  {r['kind']:17s} v{r['previous_version'] or '-'} -> v{r['version']}  "
-             f"by {r['triggered_by']}: {r['reason']}" for r in records]
-    _print(records, args.json, "\n".join(lines) or f"{args.model} was never promoted")
+    require_model(load_specs(), args.model)
+    with open_platform(args.mlflow_port) as p:
+        name = p.spec(args.model).name
+        records = history(p.tracker, name) if p.tracker.registered(name) else []
+    lines = [f"{r.at}  {r.kind:17s} v{r.previous_version or '-'} -> v{r.version}  "
+             f"by {r.triggered_by}: {r.reason}" for r in records]
+    _print([r.to_metadata() for r in records], args.json,
+           "\n".join(lines) or f"{args.model} was never promoted")
     return 0
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    from ml_platform.pipeline.registry_actions import GateRefusal, promote
-    from ml_platform.tracking.promotion import PromotionConflict
+    from ml_platform.ops.platform import open_platform, require_model
+    from ml_platform.ops.registry import promote
+    from ml_platform.specs import load_specs
 
-    with _Platform(args.mlflow_port) as p:
-        try:
-            record = promote(_spec(args.model), str(args.version), args.reason, force=args.force,
-                             instance=p.instance, tracker=p.tracker, lake=p.lake)
-        except (GateRefusal, PromotionConflict) as exc:
-            print(exc, file=sys.stderr)
-            return 1
-    print(f"{args.model}: production v{record['previous_version']} -> v{record['version']} "
-          f"({record['gates']})")
+    require_model(load_specs(), args.model)
+    with open_platform(args.mlflow_port) as p:
+        record = promote(p.spec(args.model), str(args.version), args.reason, force=args.force,
+                         instance=p.instance, tracker=p.tracker, lake=p.lake)
+    print(f"{args.model}: production v{record.previous_version or '-'} -> v{record.version} "
+          f"({record.gates})")
     return 0
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from ml_platform.pipeline.registry_actions import rollback
-    from ml_platform.tracking.promotion import PromotionConflict
+    from ml_platform.ops.platform import open_platform, require_model
+    from ml_platform.ops.registry import rollback
+    from ml_platform.specs import load_specs
 
-    with _Platform(args.mlflow_port) as p:
-        try:
-            record = rollback(_spec(args.model), str(args.to) if args.to else None, args.reason,
-                              instance=p.instance, tracker=p.tracker, lake=p.lake)
-        except (LookupError, PromotionConflict) as exc:
-            print(exc, file=sys.stderr)
-            return 1
-    print(f"{args.model}: production rolled back v{record['previous_version']} -> v{record['version']}")
+    require_model(load_specs(), args.model)
+    with open_platform(args.mlflow_port) as p:
+        record = rollback(p.spec(args.model), str(args.to) if args.to else None, args.reason,
+                          instance=p.instance, tracker=p.tracker, lake=p.lake)
+    print(f"{args.model}: production rolled back v{record.previous_version} -> v{record.version}")
     return 0
 
 
@@ -282,8 +215,10 @@ def cmd_k8s_render(args: argparse.Namespace) -> int:
     import yaml
 
     from ml_platform.compute.k8s import render_training
+    from ml_platform.ops.platform import require_model
+    from ml_platform.specs import load_specs
 
-    spec = _spec(args.model)
+    spec = require_model(load_specs(), args.model)
     manifests = render_training(spec, namespace=args.namespace)
     what = "pod" if len(manifests) == 1 else (
         f"pods ({spec.compute.nodes} nodes: node 0's pod, its rendezvous Service and the Job "
@@ -293,84 +228,124 @@ def cmd_k8s_render(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ml-platform", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Examples keep their lines; options show their defaults."""
 
-    p = sub.add_parser("simulate", help="land synthetic days into the landing zone")
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--days", type=int, default=1)
+
+def _command(sub: Any, name: str, help_text: str, example: str) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=help_text, description=help_text.capitalize() + ".",
+                          epilog=f"example:\n  {example}", formatter_class=_Formatter)
+
+
+def _mlflow_port(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mlflow-port", type=int, default=5000,
+                   help="local profile: port of the MLflow server to use or start, when "
+                        "MLFLOW_TRACKING_URI is unset")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=_Formatter)
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = _command(sub, "simulate", "land synthetic days into the landing zone",
+                 "ml-platform simulate --dataset bookings --days 2 --corrupt wrong_dtype")
+    p.add_argument("--dataset", required=True, help="dataset to land (a spec's dataset.name)")
+    p.add_argument("--days", type=int, default=1, help="how many consecutive days")
     p.add_argument("--start", help="first day, YYYY-MM-DD (default: N days ending yesterday)")
     p.add_argument("--corrupt", choices=_corruptions(), help="damage the last day")
     p.add_argument("--incomplete", nargs="?", type=float, const=0.6, metavar="FRACTION",
                    help="land only FRACTION (default 0.6) of the last day's rows")
     p.add_argument("--late", action="store_true", help="hold the last day back")
     p.add_argument("--overwrite", action="store_true", help="replace days already landed")
+    _mlflow_port(p)
     p.set_defaults(fn=cmd_simulate)
 
-    p = sub.add_parser("demo", help="land 30 days and run every model to production")
-    p.add_argument("--days", type=int, default=30)
+    p = _command(sub, "demo", "land 30 days and run every model to production",
+                 "ml-platform demo --retrain")
+    p.add_argument("--days", type=int, default=30, help="days to land (those landed are kept)")
     p.add_argument("--model", action="append", help="only this model (repeatable)")
     p.add_argument("--retrain", action="store_true",
                    help="only retrain (forced) on the current training sets, and gate/promote")
-    p.add_argument("--mlflow-port", type=int, default=5000)
+    _mlflow_port(p)
     p.set_defaults(fn=cmd_demo)
 
-    p = sub.add_parser("dev", help="Dagster webserver + daemon and an MLflow server")
-    p.add_argument("--port", type=int, default=3000)
-    p.add_argument("--mlflow-port", type=int, default=5000)
+    p = _command(sub, "dev", "Dagster webserver + daemon and an MLflow server",
+                 "ml-platform dev --port 3000")
+    p.add_argument("--port", type=int, default=3000, help="Dagster UI port")
+    _mlflow_port(p)
     p.set_defaults(fn=cmd_dev)
 
-    p = sub.add_parser("lineage", help="alias/version -> MLflow run -> Dagster run -> data, "
-                                       "or --partition: which versions trained on a day")
-    p.add_argument("model", nargs="?")
+    p = _command(sub, "lineage", "alias/version -> MLflow run -> Dagster run -> data, or "
+                 "--partition: which versions trained on a day",
+                 "ml-platform lineage listing_price --version 2")
+    p.add_argument("model", nargs="?", help="model name")
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--alias", default="production")
-    group.add_argument("--version")
+    group.add_argument("--alias", default="production", help="follow this alias")
+    group.add_argument("--version", help="follow this version")
     group.add_argument("--partition", help="DATASET/YYYY-MM-DD: the reverse question")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _mlflow_port(p)
     p.set_defaults(fn=cmd_lineage)
 
-    p = sub.add_parser("ingest", help="the sensors' work once, without a daemon: register, "
-                                      "validate, retrain, gate, promote")
-    p.add_argument("--dataset")
-    p.add_argument("--json", action="store_true")
+    p = _command(sub, "ingest", "the sensors' work once, without a daemon: register, validate, "
+                 "retrain, gate, promote", "ml-platform ingest --dataset bookings --json")
+    p.add_argument("--dataset", help="only this dataset (default: every dataset)")
+    p.add_argument("--json", action="store_true", help="machine-readable report")
+    _mlflow_port(p)
     p.set_defaults(fn=cmd_ingest)
 
-    p = sub.add_parser("history", help="every promotion and rollback of a model")
-    p.add_argument("model")
-    p.add_argument("--json", action="store_true")
+    p = _command(sub, "history", "every promotion and rollback of a model",
+                 "ml-platform history listing_price --json")
+    p.add_argument("model", help="model name")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _mlflow_port(p)
     p.set_defaults(fn=cmd_history)
 
-    p = sub.add_parser("promote", help="promote a version (gates run unless --force)")
-    p.add_argument("model")
-    p.add_argument("--version", required=True)
-    p.add_argument("--reason", required=True)
+    p = _command(sub, "promote", "promote a version (gates run unless --force)",
+                 "ml-platform promote listing_price --version 3 --reason 'hotfix'")
+    p.add_argument("model", help="model name")
+    p.add_argument("--version", required=True, help="the model version to promote")
+    p.add_argument("--reason", required=True, help="why (recorded in the history)")
     p.add_argument("--force", action="store_true", help="promote even if gates fail (recorded)")
+    _mlflow_port(p)
     p.set_defaults(fn=cmd_promote)
 
-    p = sub.add_parser("rollback", help="move production back (default: the previous version)")
-    p.add_argument("model")
+    p = _command(sub, "rollback", "move production back (default: the previous version)",
+                 "ml-platform rollback listing_price --to 1")
+    p.add_argument("model", help="model name")
     p.add_argument("--to", help="version to roll back to")
-    p.add_argument("--reason", default="rollback")
+    p.add_argument("--reason", default="rollback", help="why (recorded in the history)")
+    _mlflow_port(p)
     p.set_defaults(fn=cmd_rollback)
 
-    for name in ("lineage", "history", "promote", "rollback", "ingest"):
-        sub.choices[name].add_argument("--mlflow-port", type=int, default=5000)
-
-    p = sub.add_parser("k8s", help="what the k8s profile submits to Kubernetes")
-    k8s = p.add_subparsers(dest="k8s_command", required=True)
-    p = k8s.add_parser("render", help="print the manifests of MODEL's training (YAML)")
-    p.add_argument("model")
+    p = _command(sub, "k8s", "what the k8s profile submits to Kubernetes",
+                 "ml-platform k8s render feed_ranking --namespace ml")
+    k8s = p.add_subparsers(dest="k8s_command", required=True, metavar="COMMAND")
+    p = _command(k8s, "render", "print the manifests of MODEL's training (YAML)",
+                 "ml-platform k8s render listing_price")
+    p.add_argument("model", help="model name")
     p.add_argument("--namespace", help="set metadata.namespace")
     p.set_defaults(fn=cmd_k8s_render)
     return parser
 
 
 def _corruptions() -> Sequence[str]:
-    from ml_platform.ml.data import CORRUPTIONS
+    from ml_platform.simulation.drills import CORRUPTIONS
 
     return CORRUPTIONS
+
+
+def _one_line(exc: BaseException) -> tuple[str, int]:
+    """The message and exit status of an error, by the CLI error convention."""
+    from ml_platform.specs import SpecError
+
+    if isinstance(exc, PlatformError):
+        return str(exc), exc.exit_code
+    if isinstance(exc, settings.SettingError | SpecError):
+        return str(exc).splitlines()[0], 2
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first} (run with --debug for the traceback)", 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -382,8 +357,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Dagster flags the beta/preview APIs it is asked to use on every run; say it once, here:
     # backfill policies (one run for a range of days) and Pipes' message reader.
     warnings.filterwarnings("ignore", message=".*(currently in beta|currently in preview).*")
-    settings.profile()  # fail early on a bad ML_PLATFORM_PROFILE
-    code = int(args.fn(args) or 0)
+    try:
+        settings.profile()  # fail early on a bad ML_PLATFORM_PROFILE
+        code = int(args.fn(args) or 0)
+    except (Exception, KeyboardInterrupt) as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            return 130
+        if args.debug:
+            traceback.print_exc()
+        message, code = _one_line(exc)
+        print(f"{PROG}: error: {message}", file=sys.stderr)
     if args.command == "demo":
         # Everything is stored and every server stopped: skip the second or so the interpreter
         # spends tearing down torch, MLflow and Dagster at exit.

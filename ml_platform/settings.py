@@ -1,17 +1,33 @@
-"""Where the platform keeps its state, resolved when asked (never at import time)."""
+"""Where the platform keeps its state and which profile it runs, resolved when asked (never at
+import time). Every environment variable the platform reads is named here."""
 
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
 
 HOME_ENV = "ML_PLATFORM_HOME"
 PROFILE_ENV = "ML_PLATFORM_PROFILE"
+TRAINER_ENV = "ML_PLATFORM_TRAINER"
+DAGSTER_HOME_ENV = "DAGSTER_HOME"
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+DAGSTER_URL_ENV = "ML_PLATFORM_DAGSTER_URL"
+BUCKET_ENV = "ML_PLATFORM_S3_BUCKET"
+LANDING_PREFIX_ENV = "ML_PLATFORM_LANDING_PREFIX"
+LAKE_PREFIX_ENV = "ML_PLATFORM_LAKE_PREFIX"
+
 PROFILES = ("local", "k8s")
+TRAINERS = ("process", "pod")
+
+
+class SettingError(ValueError):
+    """An environment variable with a value the platform cannot use; the message names it."""
 
 
 def home() -> Path:
-    """The state home: Dagster storage, MLflow store, landing zone and lake live below it."""
+    """The state home: in the `local` profile Dagster storage, MLflow store, landing zone and
+    lake live below it; in the `k8s` profile only training scratch and local checkpoints."""
     return Path(os.environ.get(HOME_ENV, ".ml_platform")).expanduser().resolve()
 
 
@@ -19,12 +35,39 @@ def profile() -> str:
     """The active profile, `local` (embedded default) or `k8s`."""
     value = os.environ.get(PROFILE_ENV, "local")
     if value not in PROFILES:
-        raise ValueError(f"{PROFILE_ENV}={value!r} is not a profile; choose one of {PROFILES}")
+        raise SettingError(f"{PROFILE_ENV}={value!r} is not a profile; choose one of "
+                           f"{', '.join(PROFILES)}")
+    return value
+
+
+def trainer() -> str:
+    """Where training runs: `process` (a child process; the `local` profile's default) or `pod`
+    (a Kubernetes pod; the `k8s` profile's default). `process` under `k8s` trains beside the
+    orchestrator against the cluster's stores (a laptop, CI)."""
+    default = "pod" if profile() == "k8s" else "process"
+    value = os.environ.get(TRAINER_ENV, default)
+    if value not in TRAINERS:
+        raise SettingError(f"{TRAINER_ENV}={value!r} is not a trainer; choose one of "
+                           f"{', '.join(TRAINERS)}")
     return value
 
 
 def dagster_home() -> Path:
+    """DAGSTER_HOME if set; else `$ML_PLATFORM_HOME/dagster` (local) or, for `k8s`, a folder
+    outside the state home (the instance's data is in PostgreSQL: only its config is here)."""
+    if value := os.environ.get(DAGSTER_HOME_ENV):
+        return Path(value).expanduser().resolve()
+    if profile() == "k8s":
+        state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+        return state / "ml_platform" / "dagster-k8s"
     return home() / "dagster"
+
+
+def instance_config(profile_name: str) -> str:
+    """The Dagster instance configuration (dagster.yaml) of a profile, shipped with the package."""
+    if profile_name not in PROFILES:
+        raise SettingError(f"no instance configuration for profile {profile_name!r}")
+    return resources.files("ml_platform.instance").joinpath(f"{profile_name}.yaml").read_text()
 
 
 def mlflow_dir() -> Path:
@@ -37,7 +80,3 @@ def landing_dir() -> Path:
 
 def lake_dir() -> Path:
     return home() / "lake"
-
-
-def serving_dir() -> Path:
-    return home() / "serving"

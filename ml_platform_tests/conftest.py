@@ -1,5 +1,7 @@
 """Shared fixtures: a real `mlflow server` process for the session, a fresh state home per
-module. Nothing is faked."""
+module. Every test that uses a fixture starting a server is marked `integration` here (modules
+that start servers themselves carry the mark); `make test-fast` runs the rest. Nothing is
+faked."""
 
 from __future__ import annotations
 
@@ -11,6 +13,15 @@ import pytest
 
 from ml_platform.tracking.server import MlflowServer, start_mlflow_server
 from ml_platform_tests.services import env
+
+# Fixtures that start a real server (directly or through another fixture).
+SERVER_FIXTURES = frozenset({"mlflow_server", "platform_home", "platform"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")

@@ -8,9 +8,9 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from ml_platform.ml.data import generate_bookings
 from ml_platform.ml.features import build_features, feature_columns
 from ml_platform.ml.training_set import SPLIT_COLUMN, make_training_set
+from ml_platform.simulation.bookings import generate_bookings
 
 TARGET = "nightly_price"
 

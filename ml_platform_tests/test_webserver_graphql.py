@@ -16,9 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from ml_platform.pipeline.models import STAGES
+from ml_platform.names import STAGES
 from ml_platform.specs import load_specs
 from ml_platform.tracking.server import free_port
+
+pytestmark = pytest.mark.integration  # starts real servers
 
 QUERY = """{ assetNodes { assetKey { path } dependencyKeys { path } groupName
   assetChecksOrError { ... on AssetChecks { checks { name blocking } } } } }"""

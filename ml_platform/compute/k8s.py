@@ -24,6 +24,7 @@ from typing import Any
 
 import dagster as dg
 
+from ml_platform import names
 from ml_platform.compute.request import TrainingRequest
 from ml_platform.compute.trainer import Trainer
 from ml_platform.specs import ComputeSpec, ModelSpec
@@ -355,15 +356,8 @@ def worker_job(compute: ComputeSpec, request: TrainingRequest,
 
 def placeholder_request(spec: ModelSpec) -> TrainingRequest:
     """The request `trained` would send for `spec`, with run-time values as placeholders."""
-    tr = spec.training
-    return TrainingRequest(
-        model=spec.name, task=tr.task, feature_builder=tr.feature_builder, target=tr.target,
-        training_set_uri="<lake URI of the training set>", mlflow_run_id="<mlflow-run-id>",
-        checkpoint_dir="", hidden=list(tr.hidden), epochs=tr.epochs, batch_size=tr.batch_size,
-        learning_rate=tr.learning_rate, weight_decay=tr.weight_decay, seed=tr.seed,
-        shuffle_labels=tr.shuffle_labels, processes=spec.compute.processes,
-        nodes=spec.compute.nodes,
-    )
+    return TrainingRequest.for_spec(spec, training_set_uri="<lake URI of the training set>",
+                                    mlflow_run_id="<mlflow-run-id>", checkpoint_dir="")
 
 
 def render_training_pod(spec: ModelSpec, trainer: K8sPodTrainer | None = None, *,
@@ -379,7 +373,7 @@ def render_training_pod(spec: ModelSpec, trainer: K8sPodTrainer | None = None, *
 
     trainer = trainer or K8sPodTrainer.from_env([spec])
     request = pod_request(placeholder_request(spec), attempt=PLACEHOLDER_ATTEMPT)
-    op_name = dg.AssetKey([spec.name, "trained"]).to_python_identifier()
+    op_name = dg.AssetKey(names.model_asset_path(spec.name, "trained")).to_python_identifier()
     pod_name = re.sub(r"\d{10}$", "0" * 10, get_pod_name("0" * 18, op_name))
     tracking = os.environ.get("MLFLOW_TRACKING_URI", "<MLFLOW_TRACKING_URI of the run>")
     body = build_pod_body(

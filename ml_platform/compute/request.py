@@ -4,7 +4,10 @@ and the training entrypoint, identical for a local child process and a Kubernete
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from importlib.metadata import version as installed_version
 from typing import Any
+
+from ml_platform.specs import ModelSpec
 
 ENTRYPOINT = "ml_platform.compute.entrypoint"
 # How long nodes wait for each other: GPU pods of a multi-node training may start minutes apart
@@ -40,6 +43,23 @@ class TrainingRequest:
     rendezvous: str = ""
     """With `nodes` > 1: node 0's `host:port`, where torchrun's static rendezvous meets (the
     Kubernetes backend names a Service per attempt)."""
+
+    @classmethod
+    def for_spec(cls, spec: ModelSpec, *, training_set_uri: str, mlflow_run_id: str,
+                 checkpoint_dir: str, checkpoint_mirror: str = "") -> TrainingRequest:
+        """The request for training `spec` on one training set, in one MLflow run: the only
+        mapping from a spec to a request (the `trained` step and `ml-platform k8s render`)."""
+        tr = spec.training
+        return cls(
+            model=spec.name, task=tr.task, feature_builder=tr.feature_builder, target=tr.target,
+            training_set_uri=training_set_uri, mlflow_run_id=mlflow_run_id,
+            checkpoint_dir=checkpoint_dir, checkpoint_mirror=checkpoint_mirror,
+            hidden=list(tr.hidden), epochs=tr.epochs, batch_size=tr.batch_size,
+            learning_rate=tr.learning_rate, weight_decay=tr.weight_decay, seed=tr.seed,
+            shuffle_labels=tr.shuffle_labels, query_columns=list(spec.query_columns),
+            processes=spec.compute.processes, nodes=spec.compute.nodes,
+            pip_requirements=runtime_requirements(),
+        )
 
     def __post_init__(self) -> None:
         if self.processes < 1 or self.nodes < 1:
@@ -80,3 +100,10 @@ class TrainingRequest:
             launcher += [f"--master-addr={host}", f"--master-port={port}",
                          f"--rdzv-conf=timeout={RENDEZVOUS_TIMEOUT_S}"]
         return [*launcher, "-m", ENTRYPOINT]
+
+
+def runtime_requirements() -> list[str]:
+    """What a logged model needs to load: the exact torch and MLflow of this environment
+    (passing them skips seconds of MLflow's requirement inference)."""
+    return [f"torch=={installed_version('torch').split('+')[0]}",
+            f"mlflow=={installed_version('mlflow')}"]

@@ -13,8 +13,7 @@ import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
 
-from ml_platform.ml.data import NEIGHBOURHOODS, ROOM_TYPES
-from ml_platform.ml.engagement import CATEGORIES, SEGMENTS, affinity_codes
+from ml_platform.ml.vocabulary import CATEGORIES, NEIGHBOURHOODS, ROOM_TYPES, SEGMENTS, affinity_codes
 
 _BOOKING_NUMERIC = (
     "bedrooms", "accommodates", "review_score", "nights", "guests", "lead_time_days",
@@ -164,6 +163,10 @@ def group_ids(features: pd.DataFrame, builder: str, *, date_column: str) -> np.n
 
 
 def build_features(builder: str, frame: pd.DataFrame, *, key: str, date_column: str,
-                   target: str) -> pd.DataFrame:
-    """Run feature builder `builder` over `frame`."""
-    return _lookup(builder)[0](frame, key=key, date_column=date_column, target=target)
+                   target: str, keep: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Run feature builder `builder` over `frame`; the landed columns `keep` (a ranking
+    model's group column) are carried over after the date column if the builder drops them."""
+    out = _lookup(builder)[0](frame, key=key, date_column=date_column, target=target)
+    for offset, column in enumerate(c for c in keep if c not in out.columns):
+        out.insert(2 + offset, column, frame[column].to_numpy())
+    return out

@@ -7,11 +7,11 @@ from datetime import timedelta
 
 import dagster as dg
 
-from ml_platform.pipeline.datasets import raw_key, validated_key
-from ml_platform.pipeline.models import model_key
+from ml_platform import names
+from ml_platform.names import RunTag
+from ml_platform.pipeline.keys import model_key, raw_key, validated_key
 from ml_platform.pipeline.notifications import Notifier
 from ml_platform.pipeline.partitions import day_partitions
-from ml_platform.pipeline.sensors import retrain_job_name
 from ml_platform.specs import DatasetSpec, ModelSpec
 
 
@@ -19,13 +19,14 @@ def daily_schedule(ds: DatasetSpec, cron: str = "0 6 * * *") -> dg.ScheduleDefin
     """Retrain on the newest landed day every morning, in case no sensor did: with unchanged
     data and code the training is reused and nothing new is registered."""
 
-    @dg.schedule(name=f"{ds.name}_daily", cron_schedule=cron, job_name=retrain_job_name(ds.name),
+    @dg.schedule(name=names.daily_schedule(ds.name), cron_schedule=cron,
+                 job_name=names.retrain_job(ds.name),
                  default_status=dg.DefaultScheduleStatus.RUNNING, execution_timezone="UTC")
     def _schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
         days = context.instance.get_dynamic_partitions(day_partitions(ds.name).name)
         if not days:
             return dg.SkipReason(f"no landed days of {ds.name} yet")
-        return dg.RunRequest(partition_key=days[-1], tags={"ml_platform/trigger": "schedule"})
+        return dg.RunRequest(partition_key=days[-1], tags={RunTag.TRIGGER: "schedule"})
 
     return _schedule
 
@@ -58,7 +59,7 @@ def freshness_sensor(checks: Sequence[dg.AssetChecksDefinition]) -> dg.SensorDef
     )
 
 
-@dg.run_failure_sensor(name="alert_on_run_failure", default_status=dg.DefaultSensorStatus.RUNNING,
+@dg.run_failure_sensor(name=names.FAILURE_SENSOR, default_status=dg.DefaultSensorStatus.RUNNING,
                        monitor_all_code_locations=False)
 def alert_on_run_failure(context: dg.RunFailureSensorContext, notifier: Notifier) -> None:
     """Every failed run: logged, and posted to the notifier's webhook when it has one."""

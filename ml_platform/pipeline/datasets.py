@@ -11,8 +11,12 @@ import dagster as dg
 import pandas as pd
 import pyarrow.parquet as pq
 
+from ml_platform import names
 from ml_platform.ml.validation import CHECK_NAMES, WARN_CHECKS, CheckOutcome, validate
+from ml_platform.names import raw_lake_key, validated_lake_key
+from ml_platform.pipeline.keys import raw_key, validated_key
 from ml_platform.pipeline.partitions import day_partitions
+from ml_platform.pipeline.retries import STORAGE_RETRY
 from ml_platform.specs import DatasetSpec
 from ml_platform.storage.lake import Lake
 from ml_platform.storage.landing import LandingZone
@@ -25,30 +29,6 @@ _CHECK_DESCRIPTIONS = {
     "completeness": "Landed rows / expected rows (from the manifest) above the threshold.",
     "unexpected_columns": "Columns the spec does not declare (a warning: they are ignored).",
 }
-
-
-# Steps that read or write the lake or the landing zone (S3 in the k8s profile) ride out
-# throttling and brief outages; a bad file fails the same way every time, so its `dg.Failure`
-# is raised without retries.
-STORAGE_RETRY = dg.RetryPolicy(
-    max_retries=3, delay=1, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
-)
-
-
-def raw_key(dataset: str) -> dg.AssetKey:
-    return dg.AssetKey([dataset, "raw"])
-
-
-def validated_key(dataset: str) -> dg.AssetKey:
-    return dg.AssetKey([dataset, "validated"])
-
-
-def raw_lake_key(dataset: str, day: str) -> str:
-    return f"{dataset}/raw/{day}.parquet"
-
-
-def validated_lake_key(dataset: str, day: str) -> str:
-    return f"{dataset}/validated/{day}.parquet"
 
 
 def freshness_policy(hours_warn: float, hours_fail: float) -> dg.FreshnessPolicy:
@@ -85,7 +65,7 @@ def _combine(name: str, by_day: dict[str, list[CheckOutcome]]) -> dg.AssetCheckR
     )
 
 
-PREVIOUS_DAY_CHECK = "previous_day_complete"
+PREVIOUS_DAY_CHECK = names.PREVIOUS_DAY_CHECK
 
 
 def previous_day_check(ds: DatasetSpec, days: list[str], lake: Lake,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dagster as dg
 
+from ml_platform import names
+
 
 def day_partitions(dataset: str) -> dg.DynamicPartitionsDefinition:
     """Partitions of `dataset`, keyed `YYYY-MM-DD`, one per landed file."""
-    return dg.DynamicPartitionsDefinition(name=f"{dataset}_days")
+    return dg.DynamicPartitionsDefinition(name=names.day_partitions(dataset))

@@ -12,7 +12,9 @@ from dataclasses import asdict, dataclass, field
 
 import dagster as dg
 
-from ml_platform.pipeline.datasets import raw_key, validated_key
+from ml_platform import names
+from ml_platform.names import RunTag
+from ml_platform.pipeline.keys import raw_key, validated_key
 from ml_platform.pipeline.partitions import day_partitions
 from ml_platform.specs import DatasetSpec
 from ml_platform.storage.landing import LandingZone
@@ -61,14 +63,10 @@ def plan_tick(cursor: LandingCursor, listing: dict[str, float], now: float,
     return TickPlan(new, [], nxt)
 
 
-def retrain_job_name(dataset: str) -> str:
-    return f"{dataset}_retrain"
-
-
 def retrain_job(ds: DatasetSpec):  # -> UnresolvedAssetJobDefinition (not exported by dagster)
     """`<dataset>_retrain`: validate days of `ds` and retrain every model downstream of them."""
     return dg.define_asset_job(
-        retrain_job_name(ds.name),
+        names.retrain_job(ds.name),
         selection=dg.AssetSelection.assets(raw_key(ds.name), validated_key(ds.name)).downstream(),
         description=f"Validate landed days of {ds.name}; retrain, gate and promote its models.",
     )
@@ -78,8 +76,7 @@ def partition_range_tags(ordered: list[str], days: list[str]) -> dict[str, str]:
     """Run tags for the range covering `days`, in the partitions' own order."""
     position = {d: i for i, d in enumerate(ordered)}
     days = sorted(days, key=lambda d: position.get(d, len(position)))
-    return {"dagster/asset_partition_range_start": days[0],
-            "dagster/asset_partition_range_end": days[-1]}
+    return {RunTag.PARTITION_RANGE_START: days[0], RunTag.PARTITION_RANGE_END: days[-1]}
 
 
 def landing_sensor(ds: DatasetSpec) -> dg.SensorDefinition:
@@ -87,8 +84,8 @@ def landing_sensor(ds: DatasetSpec) -> dg.SensorDefinition:
     partitions = day_partitions(ds.name)
 
     @dg.sensor(
-        name=f"{ds.name}_landing_sensor",
-        job_name=retrain_job_name(ds.name),
+        name=names.landing_sensor(ds.name),
+        job_name=names.retrain_job(ds.name),
         minimum_interval_seconds=ds.sensor_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"New files in the {ds.name} landing zone: register, validate, retrain "
@@ -105,8 +102,8 @@ def landing_sensor(ds: DatasetSpec) -> dg.SensorDefinition:
             requests.append(dg.RunRequest(
                 run_key=f"{ds.name}:{plan.cursor.watermark}:{','.join(plan.run_days)}",
                 tags={**partition_range_tags(ordered, plan.run_days),
-                      "ml_platform/trigger": "landing_sensor",
-                      "ml_platform/days": ",".join(plan.run_days)[:4000]},
+                      RunTag.TRIGGER: "landing_sensor",
+                      RunTag.DAYS: ",".join(plan.run_days)[:4000]},
             ))
         return dg.SensorResult(
             run_requests=requests,

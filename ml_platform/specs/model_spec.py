@@ -42,7 +42,7 @@ class DatasetSpec(_Frozen):
     """A landed dataset: one file per day, validated against `columns`."""
 
     name: str
-    generator: str = Field(description="name of the synthetic generator in ml_platform.ml.data")
+    generator: str = Field(description="name of the synthetic generator in ml_platform.simulation.generators")
     key: str = Field(description="column whose values must be unique within a day")
     date_column: str
     columns: dict[str, ColumnSpec]
@@ -165,9 +165,26 @@ class ModelSpec(_Frozen):
     freshness: FreshnessWindow = FreshnessWindow(warn_hours=48, fail_hours=96)
 
     @property
+    def group_columns(self) -> tuple[str, ...]:
+        """Columns the feature table keeps besides key and date: the ranking group
+        (`training.group_column`), none for pointwise models."""
+        return (self.training.group_column,) if self.training.group_column else ()
+
+    @property
+    def query_columns(self) -> tuple[str, ...]:
+        """Ranking: the columns whose joint value names one query (the date and the group:
+        one user's feed of one day), the unit of ranking metrics and of the splits. ()
+        otherwise."""
+        return (self.dataset.date_column, *self.group_columns) if self.training.task == "ranking" else ()
+
+    @property
     def fingerprint(self) -> str:
         """Short hash of the spec: part of the training code version."""
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:12]
+
+
+class SpecError(ValueError):
+    """A model spec that cannot be used; the first line names the file and the field."""
 
 
 def load_spec(path: Path) -> ModelSpec:
@@ -176,17 +193,23 @@ def load_spec(path: Path) -> ModelSpec:
         raw = yaml.safe_load(path.read_text())
         return ModelSpec.model_validate(raw)
     except ValidationError as exc:
-        raise ValueError(f"invalid model spec {path}:\n{exc}") from exc
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise SpecError(f"invalid model spec {path}: {where}: {first['msg']}"
+                        f"{f' (and {exc.error_count() - 1} more)' if exc.error_count() > 1 else ''}"
+                        f"\n{exc}") from exc
     except yaml.YAMLError as exc:
-        raise ValueError(f"model spec {path} is not valid YAML: {exc}") from exc
+        raise SpecError(f"model spec {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
 
 
 def load_specs(directory: Path | None = None) -> list[ModelSpec]:
     """All specs in `directory` (default: `$ML_PLATFORM_SPEC_DIR`, else the shipped ones),
     sorted by model name; names must be unique."""
     directory = directory or Path(os.environ.get(SPEC_DIR_ENV) or SPEC_DIR)
+    if not directory.is_dir() or not any(directory.glob("*.yaml")):
+        raise SpecError(f"no model specs (*.yaml) in {directory}: check {SPEC_DIR_ENV}")
     specs = sorted((load_spec(p) for p in directory.glob("*.yaml")), key=lambda s: s.name)
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
-        raise ValueError(f"duplicate model names in {directory}: {names}")
+        raise SpecError(f"duplicate model names in {directory}: {names}")
     return specs

@@ -26,6 +26,11 @@ class Lake(dg.ConfigurableResource):
     def base(self) -> Path:
         return Path(self.root) if self.root else settings.lake_dir()
 
+    @property
+    def is_shared(self) -> bool:
+        """Whether other machines (a training pod) can read this lake: a local folder cannot."""
+        return False
+
     def uri(self, key: str) -> str:
         return str(self.base / key)
 

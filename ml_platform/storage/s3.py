@@ -98,6 +98,11 @@ class S3Lake(_S3Store):
 
     prefix: str = "lake"
 
+    @property
+    def is_shared(self) -> bool:
+        """Whether other machines (a training pod) can read this lake: an object store can."""
+        return True
+
     def uri(self, key: str) -> str:
         meta = self.client().meta
         return pyarrow_uri(self.bucket, self._key(key), meta.endpoint_url, meta.region_name)

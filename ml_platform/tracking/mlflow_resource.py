@@ -13,6 +13,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import dagster as dg
 
+from ml_platform import names
+from ml_platform.names import Tag
 from ml_platform.tracking.server import TRACKING_URI_ENV, wait_until_answering
 
 if TYPE_CHECKING:
@@ -61,12 +63,12 @@ class MlflowTracker(dg.ConfigurableResource):
     # -- runs -------------------------------------------------------------------------------
 
     def experiment_id(self, model: str) -> str:
-        client, name = self.client(), f"ml_platform/{model}"
+        client, name = self.client(), names.experiment(model)
         experiment = client.get_experiment_by_name(name)
         if experiment is not None:
             return experiment.experiment_id
         try:
-            return client.create_experiment(name, tags={"ml_platform.model": model})
+            return client.create_experiment(name, tags={Tag.MODEL: model})
         except Exception:  # created concurrently by another step
             found = client.get_experiment_by_name(name)
             if found is None:
@@ -94,7 +96,7 @@ class MlflowTracker(dg.ConfigurableResource):
     def find_run(self, model: str, tags: dict[str, str]) -> Run | None:
         """The newest FINISHED run of `model` carrying all `tags` (and a logged model)."""
         run = self._newest_run(model, tags, "= 'FINISHED'")
-        return run if run and run.data.tags.get("ml_platform.model_uri") else None
+        return run if run and run.data.tags.get(Tag.MODEL_URI) else None
 
     def find_unfinished_run(self, model: str, tags: dict[str, str]) -> str | None:
         """The newest run of `model` carrying `tags` that never finished (its training process
@@ -116,7 +118,7 @@ class MlflowTracker(dg.ConfigurableResource):
 
         client = self.client()
         try:
-            client.create_registered_model(model, tags={"ml_platform.model": model})
+            client.create_registered_model(model, tags={Tag.MODEL: model})
         except MlflowException as exc:
             if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
                 raise
@@ -128,6 +130,16 @@ class MlflowTracker(dg.ConfigurableResource):
         return client.create_model_version(
             model, model_uri, run_id=run_id, tags=tags, model_id=model_id
         )
+
+    def registered(self, model: str) -> bool:
+        """Whether `model` is a registered model (it has had a version)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client().get_registered_model(model)
+        except MlflowException:
+            return False
+        return True
 
     def alias_version(self, model: str, alias: str) -> str | None:
         from mlflow.exceptions import MlflowException

@@ -17,11 +17,14 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from ml_platform import names
+from ml_platform.names import Tag
+from ml_platform.records import PromotionRecord
 from ml_platform.tracking.mlflow_resource import MlflowTracker
 
-PRODUCTION = "production"
-RECORD_TAG_PREFIX = "ml_platform.promotion."
-LOCK_PREFIX = "ml_platform-lock-"
+PRODUCTION = names.PRODUCTION_ALIAS
+RECORD_TAG_PREFIX = Tag.PROMOTION_RECORD_PREFIX
+LOCK_PREFIX = names.REGISTRY_LOCK_PREFIX
 LOCK_TTL_S = 120.0
 
 
@@ -71,8 +74,9 @@ def registry_lock(tracker: MlflowTracker, model: str, *, wait_s: float = 10.0) -
 
 
 def move_alias(tracker: MlflowTracker, model: str, version: str, *, expected_current: str | None,
-               kind: str, reason: str, triggered_by: str, details: dict[str, Any] | None = None,
-               alias: str = PRODUCTION, lock_wait_s: float = 10.0) -> dict[str, Any]:
+               kind: str, reason: str, triggered_by: str, metrics: dict[str, float] | None = None,
+               gates: str = "", forced: bool = False, dagster_run_id: str = "",
+               alias: str = PRODUCTION, lock_wait_s: float = 10.0) -> PromotionRecord:
     """Point `alias` at `version` if it still points at `expected_current`; record the move.
 
     Raises PromotionConflict when it does not: the caller decided on stale information.
@@ -90,31 +94,35 @@ def move_alias(tracker: MlflowTracker, model: str, version: str, *, expected_cur
         client.get_model_version(model, version)  # fails clearly on a version that doesn't exist
         client.set_registered_model_alias(model, alias, version)
         now = time.time()
-        record = {
-            "kind": kind, "model": model, "alias": alias, "version": version,
-            "previous_version": current, "reason": reason, "triggered_by": triggered_by,
-            "at": dt.datetime.fromtimestamp(now, dt.UTC).isoformat(), **(details or {}),
-        }
+        record = PromotionRecord(
+            model=model, version=version, previous_version=current or "", kind=kind,
+            reason=reason, triggered_by=triggered_by, alias=alias,
+            at=dt.datetime.fromtimestamp(now, dt.UTC).isoformat(), metrics=dict(metrics or {}),
+            gates=gates, forced=forced, dagster_run_id=dagster_run_id,
+        )
         client.set_registered_model_tag(
             model, f"{RECORD_TAG_PREFIX}{int(now * 1000):015d}",
-            json.dumps(record, default=str, separators=(",", ":")),
+            json.dumps(record.to_metadata(), default=str, separators=(",", ":")),
         )
-        client.set_model_version_tag(model, version, "ml_platform.promotion_status", f"{alias} ({kind})")
+        client.set_model_version_tag(model, version, Tag.PROMOTION_STATUS, f"{alias} ({kind})")
     return record
 
 
-def history(tracker: MlflowTracker, model: str) -> list[dict[str, Any]]:
+def history(tracker: MlflowTracker, model: str) -> list[PromotionRecord]:
     """Every promotion and rollback of `model`, oldest first."""
     tags = tracker.client().get_registered_model(model).tags
-    return [json.loads(v) for k, v in sorted(tags.items()) if k.startswith(RECORD_TAG_PREFIX)]
+    records = [json.loads(v) for k, v in sorted(tags.items()) if k.startswith(RECORD_TAG_PREFIX)]
+    # Records of earlier releases said None for "no previous version".
+    return [PromotionRecord.from_metadata({**r, "previous_version": r.get("previous_version") or ""})
+            for r in records]
 
 
 def rollback_target(tracker: MlflowTracker, model: str) -> str:
     """The version production pointed at before its current one."""
     current = tracker.alias_version(model, PRODUCTION)
     for record in reversed(history(tracker, model)):
-        if record["version"] == current and record.get("previous_version"):
-            return str(record["previous_version"])
+        if record.version == current and record.previous_version:
+            return record.previous_version
     raise LookupError(f"{model} has no earlier production version to roll back to")
 
 

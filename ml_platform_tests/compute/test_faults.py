@@ -24,6 +24,8 @@ from ml_platform.ml import checkpoint as checkpoints
 from ml_platform.tracking.server import MlflowServer, free_port, start_mlflow_server
 from ml_platform_tests.data import booking_training_set
 
+pytestmark = pytest.mark.integration  # starts real servers
+
 EPOCHS = 40
 RUN = """
 import json, sys

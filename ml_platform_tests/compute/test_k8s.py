@@ -3,7 +3,7 @@ the training pod is built from the model's ComputeSpec (GPU limits only when ask
 requests and limits, node selector, tolerations, image, service account, credentials from
 Secrets by name) and validates against the Kubernetes schemas offline; several nodes add a
 rendezvous Service and an Indexed Job of the other nodes; `K8sPodTrainer.train` submits exactly
-what `render` prints and deletes the Service and Job whatever happens; `default_resources`
+what `render` prints and deletes the Service and Job whatever happens; `resources_for`
 picks the k8s resources by profile.
 
 Faked: the Kubernetes API server in two tests (it records what `train` creates and deletes and
@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -217,18 +218,18 @@ def test_train_submits_the_rendered_pod(monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_profile_picks_the_resources(monkeypatch: pytest.MonkeyPatch) -> None:
     from ml_platform.compute.local import LocalProcessTrainer
-    from ml_platform.pipeline.build import default_resources
+    from ml_platform.pipeline.resources import resources_for
     from ml_platform.storage.lake import Lake
     from ml_platform.storage.s3 import S3Lake, S3LandingZone
 
     specs = load_specs()
     monkeypatch.delenv("ML_PLATFORM_PROFILE", raising=False)
-    local = default_resources(specs)
+    local = resources_for(None, specs)
     assert isinstance(local["trainer"], LocalProcessTrainer) and isinstance(local["lake"], Lake)
     monkeypatch.setenv("ML_PLATFORM_PROFILE", "k8s")
     monkeypatch.setenv("ML_PLATFORM_LAKE_PREFIX", "lake-x")
     monkeypatch.setenv("ML_PLATFORM_DAGSTER_URL", "https://dagster.example")
-    remote = default_resources(specs)
+    remote = resources_for(None, specs)
     assert isinstance(remote["trainer"], K8sPodTrainer)
     assert sorted(remote["trainer"].compute) == sorted(s.name for s in specs)
     assert isinstance(remote["lake"], S3Lake) and remote["lake"].prefix == "lake-x"
@@ -242,7 +243,8 @@ def _multi_node(nodes: int = 3, gpu: int = 4) -> tuple[ModelSpec, K8sPodTrainer]
 
 
 def test_multi_node_renders_a_service_a_worker_job_and_node_0(
-        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
     spec, trainer = _multi_node()
     service, job, pod = render_training(spec, trainer)
     for manifest in (service, job, pod):
@@ -283,9 +285,10 @@ def test_multi_node_renders_a_service_a_worker_job_and_node_0(
     assert {e["name"] for e in workerc["env"]} == {"HOME", "ML_PLATFORM_HOME", "PYTHONUNBUFFERED"}
 
     # The CLI prints the three, in the order `train` creates them.
-    from ml_platform import cli
-
-    monkeypatch.setattr(cli, "_spec", lambda name: spec)
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "listing_price.yaml").write_text(yaml.safe_dump(spec.model_dump(mode="json")))
+    monkeypatch.setenv("ML_PLATFORM_SPEC_DIR", str(specs))
     monkeypatch.setenv(POD_ENV, json.dumps({"namespace": "ml"}))
     assert main(["k8s", "render", "listing_price"]) == 0
     docs = list(yaml.safe_load_all(capsys.readouterr().out))

@@ -24,9 +24,9 @@ from ml_platform.compute.entrypoint import run_untracked
 from ml_platform.compute.local import LocalProcessTrainer
 from ml_platform.compute.request import ENTRYPOINT, TrainingRequest
 from ml_platform.ml import checkpoint as checkpoints
-from ml_platform.ml.data import generate_bookings
 from ml_platform.ml.features import build_features
 from ml_platform.ml.training_set import make_training_set
+from ml_platform.simulation.bookings import generate_bookings
 from ml_platform.tracking.server import MlflowServer
 
 EPOCHS = 4

@@ -27,12 +27,14 @@ import pytest
 import yaml
 
 from ml_platform.compute.k8s import GPU_RESOURCE
+from ml_platform.ops.execute import register_landed_days
 from ml_platform.pipeline.build import build_definitions
-from ml_platform.pipeline.execute import register_landed_days
+from ml_platform.simulation.landing import land_days
 from ml_platform.specs import load_specs
-from ml_platform.storage.simulate import land_days
 from ml_platform_tests.kube import config_map, render, validate
 from ml_platform_tests.services import Postgres, create_database, env, moto_s3, postgres_server
+
+pytestmark = pytest.mark.integration  # starts real servers
 
 DAYS = 3
 

@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml_platform.ml.data import NEIGHBOURHOODS, ROOM_TYPES, generate_bookings
 from ml_platform.ml.features import build_features, feature_columns
+from ml_platform.ml.vocabulary import NEIGHBOURHOODS, ROOM_TYPES
+from ml_platform.simulation.bookings import generate_bookings
 
 KEY, DATE, TARGET = "booking_id", "booking_date", "nightly_price"
 WEDNESDAY, SATURDAY = dt.date(2024, 7, 3), dt.date(2024, 7, 6)

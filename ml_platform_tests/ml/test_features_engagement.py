@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml_platform.ml.engagement import CATEGORIES, SEGMENT_PREFERENCES, SEGMENTS, generate_engagement
 from ml_platform.ml.features import (
     build_features,
     feature_columns,
@@ -22,6 +21,8 @@ from ml_platform.ml.features import (
     query_columns,
 )
 from ml_platform.ml.training_set import SPLIT_COLUMN, assign_splits, make_training_set
+from ml_platform.ml.vocabulary import CATEGORIES, SEGMENT_PREFERENCES, SEGMENTS
+from ml_platform.simulation.engagement import generate_engagement
 
 KEY, DATE, TARGET = "impression_id", "event_date", "clicked"
 FIRST = dt.date(2024, 6, 10)

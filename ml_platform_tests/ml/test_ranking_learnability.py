@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 import torch
 
-from ml_platform.ml.data import generate
 from ml_platform.ml.features import build_features, feature_columns, group_ids, query_columns
 from ml_platform.ml.metrics import metrics_for, ndcg_at_k
 from ml_platform.ml.training_set import SPLIT_COLUMN, make_training_set
+from ml_platform.simulation.generators import generate
 from ml_platform.specs import ModelSpec, load_specs
 
 FIRST = dt.date(2024, 6, 1)

@@ -11,7 +11,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ml_platform.ml.data import generate_bookings
 from ml_platform.ml.features import build_features
 from ml_platform.ml.training_set import (
     SPLIT_COLUMN,
@@ -19,6 +18,7 @@ from ml_platform.ml.training_set import (
     content_hash,
     make_training_set,
 )
+from ml_platform.simulation.bookings import generate_bookings
 
 KEY = "booking_id"
 FIRST = dt.date(2024, 2, 1)

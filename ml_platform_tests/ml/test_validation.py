@@ -1,6 +1,6 @@
 """Unit tests of `ml_platform.ml.validation`: the five data-quality checks of one landed day,
 run against the shipped `listing_price` dataset spec. A clean generated day passes them all;
-a table of damaged days (built with `ml.data.corrupt` or by hand) each fails exactly the
+a table of damaged days (built with `simulation.drills.corrupt` or by hand) each fails exactly the
 expected checks, with descriptions that name the column and the count. Nothing is faked."""
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml_platform.ml.data import corrupt, generate
 from ml_platform.ml.validation import CHECK_NAMES, CheckOutcome, validate
+from ml_platform.simulation.drills import corrupt
+from ml_platform.simulation.generators import generate
 from ml_platform.specs import DatasetSpec, load_specs
 
 DAY = dt.date(2024, 5, 17)

@@ -10,16 +10,16 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from ml_platform.pipeline.build import build_definitions
-from ml_platform.pipeline.execute import (
+from ml_platform.ops.execute import (
     prepare_dagster_home,
     register_landed_days,
     run_model_pipeline,
 )
-from ml_platform.pipeline.models import model_key
+from ml_platform.pipeline.build import build_definitions
+from ml_platform.pipeline.keys import model_key
+from ml_platform.simulation.landing import land_days
 from ml_platform.specs import ModelSpec, load_specs
 from ml_platform.storage.landing import LandingZone
-from ml_platform.storage.simulate import land_days
 from ml_platform.tracking.mlflow_resource import MlflowTracker
 
 START = dt.date(2026, 3, 1)

@@ -18,13 +18,14 @@ import dagster as dg
 import pytest
 import yaml
 
+from ml_platform.names import STAGES
+from ml_platform.ops.execute import register_landed_days
 from ml_platform.pipeline.build import build_definitions
-from ml_platform.pipeline.execute import register_landed_days
-from ml_platform.pipeline.models import STAGES, model_key
+from ml_platform.pipeline.keys import model_key
+from ml_platform.simulation.landing import land_days
 from ml_platform.specs import load_specs
 from ml_platform.specs.model_spec import SPEC_DIR
 from ml_platform.storage.landing import LandingZone
-from ml_platform.storage.simulate import land_days
 from ml_platform.tracking.server import MlflowServer
 from ml_platform_tests.services import env
 

@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml_platform.ml.data import generate
 from ml_platform.pipeline.build import build_definitions
 from ml_platform.pipeline.datasets import raw_key, validated_key, validated_lake_key
+from ml_platform.simulation.generators import generate
 from ml_platform.storage.landing import LandingZone
 from ml_platform_tests.pipeline.conftest import DAYS, START, Platform
 

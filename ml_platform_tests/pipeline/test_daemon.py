@@ -20,11 +20,13 @@ import dagster as dg
 import pytest
 import yaml
 
+from ml_platform.simulation.landing import land_days
 from ml_platform.specs.model_spec import SPEC_DIR
 from ml_platform.storage.landing import LandingZone
-from ml_platform.storage.simulate import land_days
 from ml_platform.tracking.mlflow_resource import MlflowTracker
 from ml_platform.tracking.server import MlflowServer
+
+pytestmark = pytest.mark.integration  # starts real servers
 
 START = dt.date(2026, 4, 1)
 MODEL = "listing_price"

@@ -8,8 +8,9 @@ import sys
 
 import dagster as dg
 
+from ml_platform.names import STAGES
 from ml_platform.pipeline.build import build_definitions, datasets_of
-from ml_platform.pipeline.models import STAGES, model_key
+from ml_platform.pipeline.keys import model_key
 from ml_platform.specs import load_specs
 
 

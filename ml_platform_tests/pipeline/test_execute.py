@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import datetime as dt
 
+from ml_platform.ops.execute import ingest
 from ml_platform.pipeline.build import build_definitions
-from ml_platform.pipeline.execute import ingest
+from ml_platform.simulation.landing import land_days
 from ml_platform.storage.landing import LandingZone
-from ml_platform.storage.simulate import land_days
 from ml_platform_tests.pipeline.conftest import START, Platform
 
 

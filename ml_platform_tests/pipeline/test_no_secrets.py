@@ -9,8 +9,8 @@ import json
 
 import pytest
 
+from ml_platform.ops.lineage import lineage
 from ml_platform.storage.lake import Lake
-from ml_platform.tracking.lineage import lineage
 from ml_platform.tracking.mlflow_resource import MlflowTracker
 from ml_platform_tests.pipeline.conftest import Platform
 

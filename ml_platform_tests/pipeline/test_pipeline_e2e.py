@@ -12,7 +12,7 @@ import json
 import pytest
 
 from ml_platform.pipeline.datasets import validated_key, validated_lake_key
-from ml_platform.pipeline.models import model_key
+from ml_platform.pipeline.keys import model_key
 from ml_platform_tests.pipeline.conftest import DAYS, START, Platform, small_spec
 
 

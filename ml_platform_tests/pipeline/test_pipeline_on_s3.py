@@ -16,11 +16,11 @@ import pytest
 from dagster_aws.s3 import S3Resource
 
 from ml_platform.compute.local import LocalProcessTrainer
+from ml_platform.ops.execute import register_landed_days, run_model_pipeline
 from ml_platform.pipeline import build
-from ml_platform.pipeline.execute import register_landed_days, run_model_pipeline
-from ml_platform.pipeline.models import model_key
+from ml_platform.pipeline.keys import model_key
+from ml_platform.simulation.landing import land_days
 from ml_platform.storage.s3 import S3Lake, S3LandingZone
-from ml_platform.storage.simulate import land_days
 from ml_platform.tracking.mlflow_resource import MlflowTracker
 from ml_platform_tests.pipeline.conftest import small_spec
 from ml_platform_tests.services import moto_s3
@@ -36,7 +36,7 @@ def test_pipeline_on_s3_mirrors_checkpoints(platform_home: Path, tmp_path: Path,
         s3 = S3Resource(endpoint_url=endpoint)
         landing = S3LandingZone(s3=s3, bucket=BUCKET, prefix="landing")
         lake = S3Lake(s3=s3, bucket=BUCKET, prefix="lake")
-        monkeypatch.setattr(build, "default_resources", lambda specs=(): {
+        monkeypatch.setattr(build, "resources_for", lambda profile=None, specs=(): {
             "landing": landing, "lake": lake, "mlflow": MlflowTracker(),
             "trainer": LocalProcessTrainer()})
         land_days(landing, spec.dataset, dt.date(2026, 3, 1), 6)

@@ -11,9 +11,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from ml_platform.ops.execute import prepare_dagster_home
 from ml_platform.pipeline.build import build_definitions
-from ml_platform.pipeline.execute import prepare_dagster_home
-from ml_platform.pipeline.models import model_key
+from ml_platform.pipeline.keys import model_key
 from ml_platform.specs import load_specs
 from ml_platform.tracking.mlflow_resource import MlflowTracker
 from ml_platform_tests.pipeline.conftest import Platform

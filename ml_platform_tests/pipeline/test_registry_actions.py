@@ -9,10 +9,10 @@ import json
 
 import pytest
 
-from ml_platform.pipeline.models import model_key
-from ml_platform.pipeline.registry_actions import GateRefusal, promote, rollback
+from ml_platform.ops.lineage import lineage, trained_on
+from ml_platform.ops.registry import GateRefusal, promote, rollback
+from ml_platform.pipeline.keys import model_key
 from ml_platform.storage.lake import Lake
-from ml_platform.tracking.lineage import lineage, trained_on
 from ml_platform.tracking.promotion import history
 from ml_platform_tests.pipeline.conftest import DAYS, START, Platform, small_spec
 
@@ -41,18 +41,18 @@ def test_promote_rollback_history_and_lineage(platform: Platform) -> None:
     assert platform.production() == "1"
 
     forced = promote(spec, "2", "incident drill", force=True, **actions)
-    assert forced["forced"] is True and "(FORCED)" in forced["gates"]
+    assert forced.forced is True and "(FORCED)" in forced.gates
     assert platform.production() == "2" and _serving_version(platform) == "2"
     assert _dagster_production(platform)["kind"] == "manual promotion"
 
     back = rollback(spec, None, "weak model in production", **actions)
-    assert (back["previous_version"], back["version"]) == ("2", "1")
+    assert (back.previous_version, back.version) == ("2", "1")
     assert platform.production() == "1" and _serving_version(platform) == "1"
     reflected = _dagster_production(platform)
     assert (reflected["kind"], reflected["version"], reflected["previous_version"]) == (
         "rollback", "1", "2")
 
-    assert [(r["kind"], r["version"]) for r in history(tracker, spec.name)] == [
+    assert [(r.kind, r.version) for r in history(tracker, spec.name)] == [
         ("promotion", "1"), ("manual promotion", "2"), ("rollback", "1")]
 
     chain = lineage(spec, instance, tracker)  # after the rollback: v1 again

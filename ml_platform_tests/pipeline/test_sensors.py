@@ -12,9 +12,9 @@ import dagster as dg
 
 from ml_platform.pipeline.build import build_definitions
 from ml_platform.pipeline.sensors import LandingCursor, plan_tick
+from ml_platform.simulation.landing import land_days
 from ml_platform.specs import load_specs
 from ml_platform.storage.landing import LandingZone
-from ml_platform.storage.simulate import land_days
 
 
 def test_new_files_wait_for_the_burst_to_end_then_run_once() -> None:

@@ -12,9 +12,9 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from ml_platform.ml.data import GENERATORS
 from ml_platform.ml.features import FEATURE_BUILDERS
 from ml_platform.ml.metrics import metrics_for
+from ml_platform.simulation.generators import GENERATORS
 from ml_platform.specs import Gate, ModelSpec, load_spec, load_specs
 from ml_platform.specs.model_spec import SPEC_DIR
 

@@ -21,6 +21,8 @@ from ml_platform.storage.landing import LandingZone
 from ml_platform.storage.s3 import S3Lake, S3LandingZone, pyarrow_uri
 from ml_platform_tests.services import env, moto_s3
 
+pytestmark = pytest.mark.integration  # starts real servers
+
 BUCKET = "ml-platform-test"
 
 
@@ -143,8 +145,8 @@ def test_landing_sensor_works_on_s3(landing: S3LandingZone, tmp_path: Path) -> N
     import dagster as dg
 
     from ml_platform.pipeline.build import build_definitions
+    from ml_platform.simulation.landing import land_days
     from ml_platform.specs import load_specs
-    from ml_platform.storage.simulate import land_days
 
     base = next(s for s in load_specs() if s.name == "listing_price")
     spec = base.model_copy(update={"dataset": base.dataset.model_copy(update={"debounce_seconds": 0})})

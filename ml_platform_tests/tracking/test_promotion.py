@@ -63,14 +63,14 @@ def test_history_and_rollback_target(tracker: MlflowTracker, model: str) -> None
     move_alias(tracker, model, "1", expected_current=None, kind="promotion", reason="a",
                triggered_by="test")
     move_alias(tracker, model, "3", expected_current="1", kind="promotion", reason="b",
-               triggered_by="test", details={"metrics": {"mae": 4.2}})
+               triggered_by="test", metrics={"mae": 4.2})
     assert rollback_target(tracker, model) == "1"
     move_alias(tracker, model, "1", expected_current="3", kind="rollback", reason="c",
                triggered_by="test")
     records = history(tracker, model)
-    assert [(r["kind"], r["previous_version"], r["version"]) for r in records] == [
-        ("promotion", None, "1"), ("promotion", "1", "3"), ("rollback", "3", "1")]
-    assert records[1]["metrics"] == {"mae": 4.2}
+    assert [(r.kind, r.previous_version, r.version) for r in records] == [
+        ("promotion", "", "1"), ("promotion", "1", "3"), ("rollback", "3", "1")]
+    assert records[1].metrics == {"mae": 4.2}
     assert tracker.alias_version(model, "production") == "1"
 
 
@@ -102,7 +102,7 @@ except PromotionConflict as exc:
     assert "not v1" in loser["why"] or "holds the lock" in loser["why"]
     winner = "2" if outcomes[0]["won"] else "3"
     assert tracker.alias_version(model, "production") == winner
-    assert [r["version"] for r in history(tracker, model)] == ["1", winner]
+    assert [r.version for r in history(tracker, model)] == ["1", winner]
 
 
 def test_stale_lock_of_a_crashed_holder_is_broken(tracker: MlflowTracker, model: str) -> None:

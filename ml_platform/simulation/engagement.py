@@ -22,17 +22,8 @@ from functools import cache
 import numpy as np
 import pandas as pd
 
-SEGMENTS = ("students", "parents", "professionals", "retirees", "gamers")
-CATEGORIES = ("sports", "news", "music", "food", "travel", "tech", "fashion", "gaming")
-# The product taxonomy: each segment's primary and secondary interest (public knowledge, like
-# the neighbourhood list of bookings; the feature builder may use it).
-SEGMENT_PREFERENCES: dict[str, tuple[str, str]] = {
-    "students": ("music", "fashion"),
-    "parents": ("food", "news"),
-    "professionals": ("tech", "news"),
-    "retirees": ("travel", "sports"),
-    "gamers": ("gaming", "tech"),
-}
+from ml_platform.ml.vocabulary import CATEGORIES, SEGMENTS, affinity_codes
+
 N_USERS = 1000
 N_ITEMS = 3000
 LIST_LENGTH = 20  # impressions per user per day: the slots 1..20 of one feed
@@ -53,15 +44,8 @@ _POSITION = 0.2  # per log2(slot)
 
 
 def _rng(*parts: object) -> np.random.Generator:
-    # The recipe of ml.data._rng: crc32 of the parts, stable across processes and Pythons.
+    # The recipe of simulation.bookings._rng: crc32 of the parts, stable across processes and Pythons.
     return np.random.default_rng(zlib.crc32("/".join(map(str, parts)).encode()))
-
-
-def affinity_codes(segments: np.ndarray, categories: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(primary, secondary) interest indicators of segment codes and category codes (booleans)."""
-    primary = np.array([CATEGORIES.index(SEGMENT_PREFERENCES[s][0]) for s in SEGMENTS])
-    secondary = np.array([CATEGORIES.index(SEGMENT_PREFERENCES[s][1]) for s in SEGMENTS])
-    return primary[segments] == categories, secondary[segments] == categories
 
 
 @cache

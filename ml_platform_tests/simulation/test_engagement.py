@@ -1,7 +1,7 @@
-"""Unit tests of `ml_platform.ml.engagement`: the synthetic feed-impression generator behind
+"""Unit tests of `ml_platform.simulation.engagement`: the synthetic feed-impression generator behind
 `feed_ranking` (determinism per date, columns and dtypes, one list of 20 distinct items per
 user in slots 1..20, dwell only for clicks, clicks that depend on segment interest, quality,
-freshness and slot), its registration in `ml.data.GENERATORS`, and a generated day passing every
+freshness and slot), its registration in `simulation.generators.GENERATORS`, and a generated day passing every
 validation check of the shipped `feed_ranking` dataset spec. Pure pandas/numpy; nothing is
 faked."""
 
@@ -13,18 +13,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml_platform.ml.data import GENERATORS, generate
-from ml_platform.ml.engagement import (
+from ml_platform.ml.validation import CHECK_NAMES, validate
+from ml_platform.ml.vocabulary import CATEGORIES, SEGMENT_PREFERENCES, SEGMENTS
+from ml_platform.simulation.engagement import (
     AGE_CYCLE_DAYS,
-    CATEGORIES,
     LIST_LENGTH,
     N_ITEMS,
     N_USERS,
-    SEGMENT_PREFERENCES,
-    SEGMENTS,
     generate_engagement,
 )
-from ml_platform.ml.validation import CHECK_NAMES, validate
+from ml_platform.simulation.generators import GENERATORS, generate
 from ml_platform.specs import load_specs
 
 DAY = dt.date(2024, 6, 3)

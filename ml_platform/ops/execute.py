@@ -3,32 +3,29 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
-from ml_platform import settings
-from ml_platform.pipeline.datasets import raw_key
-from ml_platform.pipeline.models import STAGES, model_key
+from ml_platform import names, settings
+from ml_platform.names import RunTag
+from ml_platform.pipeline.keys import model_key, raw_key
 from ml_platform.pipeline.partitions import day_partitions
-from ml_platform.pipeline.sensors import partition_range_tags, retrain_job_name
+from ml_platform.pipeline.sensors import partition_range_tags
 from ml_platform.specs import ModelSpec
 from ml_platform.storage.landing import LandingZone
 
-_REPO_DAGSTER_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
 
-
-def prepare_dagster_home() -> Path:
-    """Point DAGSTER_HOME at `$ML_PLATFORM_HOME/dagster` and give it the local profile's
-    instance config (the repository's dagster.yaml)."""
+def prepare_dagster_home(profile: str | None = None) -> Path:
+    """Point DAGSTER_HOME at the profile's instance folder (`settings.dagster_home`) and write
+    the profile's instance configuration (shipped with the package) there unless it has one."""
     home = settings.dagster_home()
     home.mkdir(parents=True, exist_ok=True)
     target = home / "dagster.yaml"
-    if _REPO_DAGSTER_YAML.exists() and not target.exists():
-        shutil.copyfile(_REPO_DAGSTER_YAML, target)
-    os.environ["DAGSTER_HOME"] = str(home)
+    if not target.exists():
+        target.write_text(settings.instance_config(profile or settings.profile()))
+    os.environ[settings.DAGSTER_HOME_ENV] = str(home)
     return home
 
 
@@ -43,7 +40,7 @@ def register_landed_days(instance: dg.DagsterInstance, landing: LandingZone,
     return new
 
 
-RETRAIN_STAGES = STAGES[STAGES.index("trained"):]
+RETRAIN_STAGES = names.RETRAIN_STAGES
 
 
 def run_model_pipeline(defs: dg.Definitions, spec: ModelSpec, instance: dg.DagsterInstance,
@@ -58,12 +55,11 @@ def run_model_pipeline(defs: dg.Definitions, spec: ModelSpec, instance: dg.Dagst
     days = sorted(instance.get_dynamic_partitions(day_partitions(spec.dataset.name).name))
     if not days:
         raise ValueError(f"no landed days of {spec.dataset.name}: run `ml-platform simulate` first")
-    job = defs.resolve_job_def(f"{spec.name}_pipeline")
+    job = defs.resolve_job_def(names.pipeline_job(spec.name))
     trained = model_key(spec.name, "trained").to_python_identifier()
-    tags = {"ml_platform/trigger": "cli"}
+    tags = {RunTag.TRIGGER: "cli"}
     if not retrain_only:
-        tags |= {"dagster/asset_partition_range_start": days[0],
-                 "dagster/asset_partition_range_end": days[-1]}
+        tags |= {RunTag.PARTITION_RANGE_START: days[0], RunTag.PARTITION_RANGE_END: days[-1]}
     return job.execute_in_process(
         instance=instance,
         tags=tags,
@@ -107,9 +103,9 @@ def ingest(defs: dg.Definitions, dataset: str, instance: dg.DagsterInstance,
     if not days:
         return {**report, "success": True, "note": "nothing new in the landing zone"}
     ordered = instance.get_dynamic_partitions(day_partitions(dataset).name)
-    result = defs.resolve_job_def(retrain_job_name(dataset)).execute_in_process(
+    result = defs.resolve_job_def(names.retrain_job(dataset)).execute_in_process(
         instance=instance, raise_on_error=False,
-        tags={**partition_range_tags(ordered, days), "ml_platform/trigger": "ingest"},
+        tags={**partition_range_tags(ordered, days), RunTag.TRIGGER: "ingest"},
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
     )
     materialized = sorted({e.asset_key.to_user_string()

@@ -1,6 +1,6 @@
-"""Unit tests of `ml_platform.ml.data`: the synthetic bookings generator (determinism per
-date, columns and dtypes, plausible prices), the `generate` registry lookup and every damage
-kind of `corrupt`. Pure pandas/numpy; nothing is faked."""
+"""Unit tests of `ml_platform.simulation` (bookings, generators, drills): the synthetic
+bookings generator (determinism per date, columns and dtypes, plausible prices), the
+`generate` registry lookup and every damage kind of `corrupt`. Pure pandas/numpy; nothing is faked."""
 
 from __future__ import annotations
 
@@ -11,15 +11,10 @@ import pandas as pd
 import pytest
 from pandas.api import types as ptypes
 
-from ml_platform.ml.data import (
-    CORRUPTIONS,
-    GENERATORS,
-    NEIGHBOURHOODS,
-    ROOM_TYPES,
-    corrupt,
-    generate,
-    generate_bookings,
-)
+from ml_platform.ml.vocabulary import NEIGHBOURHOODS, ROOM_TYPES
+from ml_platform.simulation.bookings import generate_bookings
+from ml_platform.simulation.drills import CORRUPTIONS, corrupt
+from ml_platform.simulation.generators import GENERATORS, generate
 
 DAY = dt.date(2024, 3, 1)
 ROWS = 400

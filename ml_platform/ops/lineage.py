@@ -6,8 +6,11 @@ from typing import Any
 
 import dagster as dg
 
-from ml_platform.pipeline.datasets import raw_key
-from ml_platform.pipeline.models import model_key
+from ml_platform import names
+from ml_platform.names import Tag
+from ml_platform.ops.errors import NotFound
+from ml_platform.ops.registry import require_version
+from ml_platform.pipeline.keys import model_key, raw_key
 from ml_platform.specs import ModelSpec
 from ml_platform.tracking.mlflow_resource import MlflowTracker
 
@@ -51,26 +54,31 @@ def _landed_files(instance: dg.DagsterInstance, dataset: str,
 
 
 def lineage(spec: ModelSpec, instance: dg.DagsterInstance, tracker: MlflowTracker,
-            alias: str = "production", version: str | None = None) -> dict[str, Any]:
+            alias: str = names.PRODUCTION_ALIAS, version: str | None = None) -> dict[str, Any]:
     """alias (or version) → model version → MLflow run → Dagster run → training set →
     features → raw partitions and landed files."""
     name = spec.name
     if version is None:
         version = tracker.alias_version(name, alias)
         if version is None:
-            raise LookupError(f"{name} has no version aliased {alias!r}")
+            aliases = sorted(tracker.client().get_registered_model(name).aliases) \
+                if tracker.registered(name) else []
+            raise NotFound(f"{name} has no version aliased {alias!r}; aliases: "
+                           f"{', '.join(aliases) or 'none yet'}")
+    else:
+        require_version(tracker, name, version)
     client = tracker.client()
     mv = client.get_model_version(name, version)
     run = client.get_run(mv.run_id)
     tags = run.data.tags
-    dagster_run_id = tags.get("dagster.run_id", "")
+    dagster_run_id = tags.get(Tag.DAGSTER_RUN_ID, "")
     dagster_run = instance.get_run_by_id(dagster_run_id) if dagster_run_id else None
-    ts_hash = tags.get("ml_platform.training_set_hash", "")
+    ts_hash = tags.get(Tag.TRAINING_SET_HASH, "")
     training_set = _materialization_metadata(
         instance, model_key(name, "training_set"), {"training_set_hash": ts_hash},
         dagster_run_id) or {}
     partitions: list[str] = list(training_set.get("partitions", []))
-    features_hash = tags.get("ml_platform.features_hash", "")
+    features_hash = tags.get(Tag.FEATURES_HASH, "")
     features = _materialization_metadata(
         instance, model_key(name, "features"), {"content_hash": features_hash}, dagster_run_id) or {}
     return {
@@ -84,7 +92,7 @@ def lineage(spec: ModelSpec, instance: dg.DagsterInstance, tracker: MlflowTracke
                        "metrics": run.data.metrics},
         "dagster_run": {"id": dagster_run_id, "url": tracker.dagster_run_url(dagster_run_id),
                         "status": dagster_run.status.value if dagster_run else "unknown"},
-        "code_version": tags.get("ml_platform.code_version"),
+        "code_version": tags.get(Tag.CODE_VERSION),
         "training_set": {"hash": ts_hash, "dagster_run_id": training_set.get("dagster_run_id"),
                          "materialized_at": training_set.get("timestamp")},
         "features": {"hash": features_hash, "dagster_run_id": features.get("dagster_run_id"),
@@ -99,10 +107,10 @@ def trained_on(day: str, dataset: str, specs: list[ModelSpec], instance: dg.Dags
     """The reverse question: which model versions were trained on `dataset`'s `day`?"""
     client, versions = tracker.client(), []
     for spec in (s for s in specs if s.dataset.name == dataset):
-        production = tracker.alias_version(spec.name, "production")
+        production = tracker.alias_version(spec.name, names.PRODUCTION_ALIAS)
         partitions_of: dict[str, list[str]] = {}
         for mv in client.search_model_versions(f"name = '{spec.name}'"):
-            ts_hash = client.get_run(mv.run_id).data.tags.get("ml_platform.training_set_hash", "")
+            ts_hash = client.get_run(mv.run_id).data.tags.get(Tag.TRAINING_SET_HASH, "")
             if ts_hash not in partitions_of:
                 meta = _materialization_metadata(
                     instance, model_key(spec.name, "training_set"), {"training_set_hash": ts_hash})

@@ -1,21 +1,16 @@
-"""Deterministic synthetic datasets: one day of landed rows from (dataset, date) alone."""
+"""Deterministic synthetic bookings: one day of landed rows from (date, rows) alone."""
 
 from __future__ import annotations
 
 import datetime as dt
 import zlib
-from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 
-from ml_platform.ml.engagement import generate_engagement
+from ml_platform.ml.vocabulary import NEIGHBOURHOODS, ROOM_TYPES
 
-NEIGHBOURHOODS = (
-    "harbour", "old_town", "riverside", "university", "midtown", "docklands", "suburbs", "airport"
-)
 _NEIGHBOURHOOD_MULT = np.array([1.6, 1.45, 1.3, 1.1, 1.0, 0.9, 0.8, 0.7])
-ROOM_TYPES = ("entire_home", "private_room", "shared_room")
 _ROOM_MULT = np.array([1.0, 0.55, 0.35])
 N_LISTINGS = 1500
 
@@ -81,40 +76,3 @@ def generate_bookings(day: dt.date, rows: int) -> pd.DataFrame:
     for col in ("neighbourhood", "room_type"):
         frame[col] = frame[col].astype("string")
     return frame
-
-
-Generator = Callable[[dt.date, int], pd.DataFrame]
-GENERATORS: dict[str, Generator] = {
-    "bookings": generate_bookings,
-    "engagement": generate_engagement,  # ml/engagement.py: feed impressions (no import cycle)
-}
-
-
-def generate(generator: str, day: dt.date, rows: int) -> pd.DataFrame:
-    """Rows of `generator` for `day`; unknown names fail with the known ones listed."""
-    try:
-        fn = GENERATORS[generator]
-    except KeyError:
-        raise ValueError(f"unknown generator {generator!r}; known: {sorted(GENERATORS)}") from None
-    return fn(day, rows)
-
-
-CORRUPTIONS = ("missing_column", "negative_values", "null_flood", "duplicate_keys", "wrong_dtype")
-
-
-def corrupt(frame: pd.DataFrame, kind: str, *, key: str, target: str) -> pd.DataFrame:
-    """A damaged copy of `frame`, for drills and tests of the validation checks."""
-    bad = frame.copy()
-    if kind == "missing_column":
-        return bad.drop(columns=[target])
-    if kind == "negative_values":
-        bad.loc[bad.index[: max(1, len(bad) // 10)], target] = -abs(bad[target].iloc[0])
-    elif kind == "null_flood":
-        bad.loc[bad.index[: len(bad) // 2], target] = np.nan
-    elif kind == "duplicate_keys":
-        bad.loc[bad.index[1 : 1 + max(1, len(bad) // 20)], key] = bad[key].iloc[0]
-    elif kind == "wrong_dtype":
-        bad[target] = bad[target].astype(str)
-    else:
-        raise ValueError(f"unknown corruption {kind!r}; known: {CORRUPTIONS}")
-    return bad

@@ -7,7 +7,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ml_platform.ml.data import corrupt, generate
+from ml_platform.simulation.drills import corrupt
+from ml_platform.simulation.generators import generate
 from ml_platform.specs import DatasetSpec
 from ml_platform.storage.landing import LandingZone
 
@@ -32,7 +33,7 @@ def land_days(landing: LandingZone, ds: DatasetSpec, start: dt.date, days: int, 
     """Generate and land `days` consecutive days of `ds` from `start`, each with a manifest.
 
     Existing days are kept unless `overwrite` (re-running a simulation is a no-op). Drills,
-    applied to the last day only: a `corruption` (see `ml.data.CORRUPTIONS`) damages
+    applied to the last day only: a `corruption` (see `simulation.drills.CORRUPTIONS`) damages
     `damaged_column`; `incomplete` lands only that fraction of its rows (the manifest still
     expects all); `late` holds it back (land it later without `--late`). Drills overwrite.
     """

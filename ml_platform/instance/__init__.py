@@ -1,0 +1,1 @@
+"""Dagster instance configurations of the profiles (package data: `local.yaml`, `k8s.yaml`)."""

@@ -1,0 +1,138 @@
+"""Every name the platform's layers share: asset keys, lake keys, MLflow tag names, Dagster
+run tags, partition, job, sensor and schedule names, in one place.
+
+A name that two modules must agree on lives here and nowhere else; renaming it here renames
+it everywhere. This module imports nothing of the platform (and no Dagster), so every layer
+may import it.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# -- the asset chain of one model ---------------------------------------------------------------
+
+STAGES: Final = ("features", "training_set", "trained", "evaluation", "registered",
+                 "production", "serving")
+"""The stages of every model's chain, in order: each one depends on the one before."""
+RETRAIN_STAGES: Final = STAGES[STAGES.index("trained"):]
+"""What a retrain of an unchanged training set runs (`demo --retrain`: the inner loop)."""
+DATASET_STAGES: Final = ("raw", "validated")
+
+
+def dataset_asset_path(dataset: str, stage: str) -> list[str]:
+    """`[dataset, stage]`: the path of `<dataset>/raw` or `<dataset>/validated`."""
+    if stage not in DATASET_STAGES:
+        raise ValueError(f"unknown dataset stage {stage!r}; known: {DATASET_STAGES}")
+    return [dataset, stage]
+
+
+def model_asset_path(model: str, stage: str) -> list[str]:
+    """`[model, stage]`: the path of `<model>/<stage>`."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown model stage {stage!r}; known: {STAGES}")
+    return [model, stage]
+
+
+# -- jobs, partitions, sensors, schedules -------------------------------------------------------
+
+def pipeline_job(model: str) -> str:
+    """Every asset of `model` from landed data to serving."""
+    return f"{model}_pipeline"
+
+
+def retrain_job(dataset: str) -> str:
+    """Validate days of `dataset`, retrain, gate and promote every model on it."""
+    return f"{dataset}_retrain"
+
+
+def day_partitions(dataset: str) -> str:
+    """The partitions definition of `dataset`'s days."""
+    return f"{dataset}_days"
+
+
+def landing_sensor(dataset: str) -> str:
+    return f"{dataset}_landing_sensor"
+
+
+def daily_schedule(dataset: str) -> str:
+    return f"{dataset}_daily"
+
+
+FAILURE_SENSOR: Final = "alert_on_run_failure"
+PREVIOUS_DAY_CHECK: Final = "previous_day_complete"
+PROMOTION_GATES_CHECK: Final = "promotion_gates"
+TRAINING_POOL: Final = "training"
+"""The concurrency pool of the `trained` steps (limits in the instance configuration)."""
+
+# -- lake keys ----------------------------------------------------------------------------------
+
+def raw_lake_key(dataset: str, day: str) -> str:
+    return f"{dataset}/raw/{day}.parquet"
+
+
+def validated_lake_key(dataset: str, day: str) -> str:
+    return f"{dataset}/validated/{day}.parquet"
+
+
+def features_lake_key(model: str, content_hash: str) -> str:
+    """Content-addressed: the same features are stored once."""
+    return f"{model}/features/{content_hash[:16]}.parquet"
+
+
+def training_set_lake_key(model: str, training_set_hash: str) -> str:
+    """Content-addressed: an existing snapshot is never rewritten."""
+    return f"{model}/training_set/{training_set_hash[:16]}.parquet"
+
+
+def serving_lake_key(model: str) -> str:
+    return f"serving/{model}.json"
+
+
+def checkpoints_lake_key(model: str, mlflow_run_id: str) -> str:
+    return f"checkpoints/{model}/{mlflow_run_id}"
+
+
+# -- MLflow -------------------------------------------------------------------------------------
+
+def experiment(model: str) -> str:
+    return f"ml_platform/{model}"
+
+
+PRODUCTION_ALIAS: Final = "production"
+CANDIDATE_ALIAS: Final = "candidate"
+
+
+class Tag:
+    """MLflow tag names on runs, model versions and registered models."""
+
+    MODEL: Final = "ml_platform.model"
+    TRAINING_SET_HASH: Final = "ml_platform.training_set_hash"
+    FEATURES_HASH: Final = "ml_platform.features_hash"
+    CODE_VERSION: Final = "ml_platform.code_version"
+    MODEL_URI: Final = "ml_platform.model_uri"
+    GATES: Final = "ml_platform.gates"
+    GATES_PASSED: Final = "ml_platform.gates_passed"
+    PROMOTION_STATUS: Final = "ml_platform.promotion_status"
+    PROMOTION_RECORD_PREFIX: Final = "ml_platform.promotion."
+    DAGSTER_RUN_ID: Final = "dagster.run_id"
+    DAGSTER_ROOT_RUN_ID: Final = "dagster.root_run_id"
+    DAGSTER_RUN_URL: Final = "dagster.run_url"
+    DAGSTER_ASSET_KEY: Final = "dagster.asset_key"
+    DAGSTER_PARTITIONS: Final = "dagster.partitions"
+    LINKED_PREFIXES: Final = ("dagster.", "ml_platform.")
+    """Run tags a model version copies from its run."""
+
+
+REGISTRY_LOCK_PREFIX: Final = "ml_platform-lock-"
+
+# -- Dagster run tags ---------------------------------------------------------------------------
+
+class RunTag:
+    """Tags on Dagster runs (what started them, which days) and steps."""
+
+    TRIGGER: Final = "ml_platform/trigger"
+    DAYS: Final = "ml_platform/days"
+    GPU: Final = "ml_platform/gpu"
+    PARTITION_RANGE_START: Final = "dagster/asset_partition_range_start"
+    PARTITION_RANGE_END: Final = "dagster/asset_partition_range_end"

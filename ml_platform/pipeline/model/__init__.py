@@ -1,0 +1,39 @@
+"""The asset chain of one model, built from its spec, one module per stage: features →
+training_set → trained → evaluation → registered → production → serving. No model-specific
+code lives here: what differs between models is in their specs and in `ml_platform.ml`."""
+
+
+import dagster as dg
+from dagster._core.definitions.unresolved_asset_job_definition import (
+    UnresolvedAssetJobDefinition,  # not exported by dagster
+)
+
+from ml_platform import names
+from ml_platform.pipeline.keys import model_key
+from ml_platform.pipeline.model.common import Chain
+from ml_platform.pipeline.model.evaluation import evaluation_asset
+from ml_platform.pipeline.model.features import features_asset
+from ml_platform.pipeline.model.production import production_asset
+from ml_platform.pipeline.model.registered import registered_asset
+from ml_platform.pipeline.model.serving import serving_asset
+from ml_platform.pipeline.model.trained import trained_asset
+from ml_platform.pipeline.model.training_set import training_set_asset
+from ml_platform.specs import ModelSpec
+
+_BUILDERS = (features_asset, training_set_asset, trained_asset, evaluation_asset,
+             registered_asset, production_asset, serving_asset)
+
+
+def model_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
+    """Every asset of `spec`'s chain, from features to serving."""
+    chain = Chain(spec)
+    return [build(chain) for build in _BUILDERS]
+
+
+def pipeline_job(spec: ModelSpec) -> UnresolvedAssetJobDefinition:
+    """`<model>_pipeline`: every asset from raw data to serving for one model."""
+    return dg.define_asset_job(
+        names.pipeline_job(spec.name),
+        selection=dg.AssetSelection.assets(model_key(spec.name, "serving")).upstream(),
+        description=f"{spec.description} Land-to-serving pipeline of {spec.name}.",
+    )
