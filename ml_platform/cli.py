@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from ml_platform import settings
+from ml_platform import names, settings
 from ml_platform.ops.errors import PlatformError, UsageError
 
 PROG = "ml-platform"
@@ -281,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
                  "ml-platform lineage listing_price --version 2")
     p.add_argument("model", nargs="?", help="model name")
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--alias", default="production", help="follow this alias")
+    group.add_argument("--alias", default=names.PRODUCTION_ALIAS, help="follow this alias")
     group.add_argument("--version", help="follow this version")
     group.add_argument("--partition", help="DATASET/YYYY-MM-DD: the reverse question")
     p.add_argument("--json", action="store_true", help="machine-readable output")

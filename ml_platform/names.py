@@ -122,6 +122,18 @@ class Tag:
     DAGSTER_PARTITIONS: Final = "dagster.partitions"
     LINKED_PREFIXES: Final = ("dagster.", "ml_platform.")
     """Run tags a model version copies from its run."""
+    # MLflow's own tags: the run's description (Markdown), its source and user, and the
+    # experiment kind that makes the UI open in its machine-learning layout.
+    DESCRIPTION: Final = "mlflow.note.content"
+    SOURCE_NAME: Final = "mlflow.source.name"
+    SOURCE_TYPE: Final = "mlflow.source.type"
+    USER: Final = "mlflow.user"
+    EXPERIMENT_KIND: Final = "mlflow.experimentKind"
+
+
+ML_EXPERIMENT_KIND: Final = "custom_model_development"
+ML_VIEW_QUERY: Final = "?workflowType=machine_learning"
+"""Appended to MLflow UI links: MLflow 3 otherwise opens its GenAI layout."""
 
 
 REGISTRY_LOCK_PREFIX: Final = "ml_platform-lock-"

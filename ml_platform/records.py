@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
+from ml_platform import names
+
 
 class RecordError(ValueError):
     """Metadata that does not hold a stage's record (written by an older release, or by hand)."""
@@ -125,7 +127,7 @@ class PromotionRecord(StageRecord):
     reason: str
     triggered_by: str
     at: str
-    alias: str = "production"
+    alias: str = names.PRODUCTION_ALIAS
     metrics: dict[str, float] = field(default_factory=dict)
     gates: str = ""
     forced: bool = False

@@ -70,6 +70,7 @@ def test_a_broken_spec_names_its_file_and_field(capsys: pytest.CaptureFixture[st
     assert code == 2 and f"{tmp_path / 'listing_price.yaml'}: training.epochs:" in line
 
 
+@pytest.mark.integration  # real processes
 def test_a_tracking_server_that_is_down_fails_in_one_line(
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}"
@@ -92,6 +93,7 @@ def test_an_unexpected_failure_is_one_line_and_debug_shows_the_traceback(
     assert "Traceback" in capsys.readouterr().err
 
 
+@pytest.mark.integration  # real processes
 def test_local_only_commands_refuse_the_k8s_profile() -> None:
     proc = subprocess.run([sys.executable, "-m", "ml_platform.cli", "demo"], capture_output=True,
                           text=True, env={"PATH": "/usr/bin:/bin", "ML_PLATFORM_PROFILE": "k8s"})

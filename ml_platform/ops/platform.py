@@ -94,7 +94,7 @@ def open_platform(mlflow_port: int = 5000, *, mlflow: bool = True,
     prepare_dagster_home(profile)
     with contextlib.ExitStack() as stack:
         server = stack.enter_context(mlflow_server(mlflow_port)) if mlflow else None
-        resources = initialized(resources_for(profile, specs))
+        resources = stack.enter_context(initialized(resources_for(profile, specs)))
         if mlflow and wait_for_mlflow:
             _check_answering(server, resources["mlflow"])
         try:

@@ -14,8 +14,9 @@ Values are resolved when a run starts (`dg.EnvVar`), or at once by `initialized`
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import dagster as dg
@@ -64,16 +65,19 @@ def resources_for(profile: str | None = None,
     }
 
 
-def initialized(resources: dict[str, dg.ConfigurableResource]) -> dict[str, Any]:
-    """The resources with their configuration resolved now (environment variables read), for
-    use outside a run (the CLI). A missing setting fails with one line naming it."""
-    out = {}
-    for name, resource in resources.items():
-        try:
-            out[name] = resource.process_config_and_initialize()
-        except dg.DagsterInvalidConfigError as exc:
-            unset = [e for e in exc.errors if "environment variable" in e.message]
-            reason = unset[0].message if unset else exc.errors[0].message if exc.errors else str(exc)
-            raise settings.SettingError(f"the `{name}` resource cannot be configured: {reason}") \
-                from exc
-    return out
+@contextlib.contextmanager
+def initialized(resources: dict[str, dg.ConfigurableResource]) -> Iterator[dict[str, Any]]:
+    """The resources with their configuration resolved now (environment variables read), set
+    up and torn down as in a run, for use outside one (the CLI). A missing setting fails with
+    one line naming it."""
+    with contextlib.ExitStack() as stack:
+        out = {}
+        for name, resource in resources.items():
+            try:
+                out[name] = stack.enter_context(resource.process_config_and_initialize_cm())
+            except dg.DagsterInvalidConfigError as exc:
+                unset = [e for e in exc.errors if "environment variable" in e.message]
+                reason = (unset or exc.errors)[0].message if exc.errors else str(exc)
+                raise settings.SettingError(
+                    f"the `{name}` resource cannot be configured: {reason}") from exc
+        yield out

@@ -68,7 +68,8 @@ class MlflowTracker(dg.ConfigurableResource):
         if experiment is not None:
             return experiment.experiment_id
         try:
-            return client.create_experiment(name, tags={Tag.MODEL: model})
+            return client.create_experiment(
+                name, tags={Tag.MODEL: model, Tag.EXPERIMENT_KIND: names.ML_EXPERIMENT_KIND})
         except Exception:  # created concurrently by another step
             found = client.get_experiment_by_name(name)
             if found is None:
@@ -77,10 +78,11 @@ class MlflowTracker(dg.ConfigurableResource):
 
     def run_url(self, run_id: str) -> str:
         run = self.client().get_run(run_id)
-        return f"{self.public_uri}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
+        return (f"{self.public_uri}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
+                f"{names.ML_VIEW_QUERY}")
 
     def model_version_url(self, model: str, version: str) -> str:
-        return f"{self.public_uri}/#/models/{model}/versions/{version}"
+        return f"{self.public_uri}/#/models/{model}/versions/{version}{names.ML_VIEW_QUERY}"
 
     def dagster_run_url(self, run_id: str) -> str:
         return f"{self.dagster_url.rstrip('/')}/runs/{run_id}"

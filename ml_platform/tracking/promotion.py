@@ -132,6 +132,8 @@ def serving_manifest(tracker: MlflowTracker, model: str) -> dict[str, Any]:
     if version is None:
         raise LookupError(f"{model} has no production version to serve")
     mv = tracker.client().get_model_version(model, version)
+    if not mv.run_id:
+        raise LookupError(f"{model} v{version} was not registered from an MLflow run")
     metrics = tracker.client().get_run(mv.run_id).data.metrics
     return {
         "model": model, "alias": PRODUCTION, "version": version,

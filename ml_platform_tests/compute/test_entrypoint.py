@@ -6,9 +6,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from ml_platform.compute.request import TrainingRequest
 
 
+@pytest.mark.integration  # real processes
 def test_training_entrypoint_imports_no_dagster_core() -> None:
     code = ("import sys, ml_platform.compute.entrypoint; "
             "bad = [m for m in sys.modules if m == 'dagster' or m.startswith('dagster.') "

@@ -84,6 +84,7 @@ def test_launch_command_per_request(tmp_path: Path) -> None:
     assert TrainingRequest.from_extras(extras).world_size == 1
 
 
+@pytest.mark.integration  # real processes
 def test_two_ranks_under_torchrun_train_like_one_process(training_set: Path, tmp_path: Path) -> None:
     request = _request(training_set, tmp_path / "ddp", processes=2)
     (tmp_path / "request.json").write_text(json.dumps(request.to_extras()))

@@ -227,6 +227,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.integration  # real processes
 def test_every_flag_the_chart_passes_exists_in_the_pinned_clis(tmp_path: Path) -> None:
     import subprocess
     import sys

@@ -88,6 +88,7 @@ def test_shards_reshuffle_every_epoch_and_refuse_empty_sets() -> None:
         shard_order(0, 1, 5)
 
 
+@pytest.mark.integration  # real processes
 def test_ddp_on_two_cpu_processes_matches_one_process(arrays: Arrays, tmp_path: Path) -> None:
     x_train, y_train, x_valid, y_valid, x_test, y_test = arrays
     single = train_regressor(x_train, y_train, x_valid, y_valid, PARAMS, device="cpu",

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import dagster as dg
+import pytest
 
 from ml_platform.names import STAGES
 from ml_platform.pipeline.build import build_definitions, datasets_of
@@ -52,6 +53,7 @@ def test_datasets_shared_by_models_must_agree() -> None:
         raise AssertionError("differing dataset blocks were accepted")
 
 
+@pytest.mark.integration  # real processes
 def test_loading_the_code_location_writes_nothing(tmp_path) -> None:
     home = tmp_path / "home"
     code = "import ml_platform.definitions as d; d.defs()"

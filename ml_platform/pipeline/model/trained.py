@@ -21,6 +21,7 @@ from ml_platform.pipeline.upstream import Upstream, upstream, upstream_metadata
 from ml_platform.records import TrainedRecord, TrainingSetRecord
 from ml_platform.storage.lake import Lake
 from ml_platform.tracking.mlflow_resource import MlflowTracker
+from ml_platform.tracking.promotion import actor
 
 
 def compact_partitions(keys: list[str]) -> str:
@@ -51,12 +52,21 @@ def _start_or_resume(context: dg.AssetExecutionContext, chain: Chain, mlflow: Ml
     if run_id:
         context.log.info(f"resuming MLflow run {run_id} from its last checkpoint")
         return run_id
+    dagster_url = mlflow.dagster_run_url(context.run_id)
+    days = compact_partitions(ts.partitions)
     return mlflow.create_run(chain.name, f"{chain.name}-{context.run_id[:8]}", {
         **attempt,
+        Tag.DESCRIPTION: (f"{chain.spec.description}\n\nTrained by Dagster run "
+                          f"[{context.run_id[:8]}]({dagster_url}) (asset "
+                          f"`{chain.key('trained').to_user_string()}`) on {days or 'no days'}, "
+                          f"training set `{ts.training_set_hash[:16]}`."),
+        Tag.SOURCE_NAME: f"dagster:{chain.key('trained').to_user_string()}",
+        Tag.SOURCE_TYPE: "JOB",
+        Tag.USER: actor(),
         Tag.DAGSTER_RUN_ID: context.run_id,
-        Tag.DAGSTER_RUN_URL: mlflow.dagster_run_url(context.run_id),
+        Tag.DAGSTER_RUN_URL: dagster_url,
         Tag.DAGSTER_ASSET_KEY: chain.key("trained").to_user_string(),
-        Tag.DAGSTER_PARTITIONS: compact_partitions(ts.partitions),
+        Tag.DAGSTER_PARTITIONS: days,
         Tag.FEATURES_HASH: ts.features_hash,
     })
 
