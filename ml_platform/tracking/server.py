@@ -84,9 +84,12 @@ class MlflowServer:
             self.process.wait()
 
 
-def start_mlflow_server(store: Path | None = None, port: int | None = None) -> MlflowServer:
+def start_mlflow_server(store: Path | None = None, port: int | None = None, *,
+                        own_session: bool = True) -> MlflowServer:
     """Start `mlflow server` with a SQLite backend and artifacts under `store`, not waiting
-    for it (it takes seconds to answer: start it early, call `wait_ready` when needed)."""
+    for it (it takes seconds to answer: start it early, call `wait_ready` when needed).
+    `own_session=False` keeps it in the caller's process group (the home server's watchdog
+    stops the server and itself with one signal to the group)."""
     store = store or settings.mlflow_dir()
     store.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
@@ -103,7 +106,7 @@ def start_mlflow_server(store: Path | None = None, port: int | None = None) -> M
            "MLFLOW_DISABLE_TELEMETRY": "true"}
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=own_session
         )
     return MlflowServer(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
 
