@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -52,10 +53,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     started = time.monotonic()
-    from ml_platform.tracking.server import tracking_server
+    from ml_platform.tracking.home_server import home_server
 
     # First: the server takes seconds to answer; overlap that with landing data.
-    server = tracking_server(port=args.mlflow_port)
+    stack = contextlib.ExitStack()
+    server = stack.enter_context(home_server(port=args.mlflow_port, wait=False))
+    if server.note:
+        print(server.note, file=sys.stderr)
     try:
         import dagster as dg
 
@@ -112,16 +116,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
               "`make dev` opens the Dagster and MLflow UIs on this state")
         return 1 if failures else 0
     finally:
-        server.stop(graceful=False)  # every request has returned: nothing in flight to lose
+        stack.close()  # returns the lease; the last user of the home's server stops it
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
     from ml_platform.pipeline.execute import prepare_dagster_home
-    from ml_platform.tracking.server import tracking_server
+    from ml_platform.tracking.home_server import home_server
 
     home = prepare_dagster_home()
-    server = tracking_server(port=args.mlflow_port)
-    server.wait_ready()
+    stack = contextlib.ExitStack()
+    server = stack.enter_context(home_server(port=args.mlflow_port))
+    if server.note:
+        print(server.note, file=sys.stderr)
     env = {**os.environ, "MLFLOW_TRACKING_URI": server.url, "DAGSTER_HOME": str(home)}
     print(f"MLflow UI:  {server.url}\nDagster UI: http://127.0.0.1:{args.port}")
     dagster = subprocess.Popen(
@@ -145,7 +151,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
             os.killpg(dagster.pid, signal.SIGKILL)
             return dagster.wait()
     finally:
-        server.stop()
+        stack.close()
 
 
 class _Platform:
@@ -154,10 +160,13 @@ class _Platform:
 
     def __init__(self, mlflow_port: int) -> None:
         from ml_platform.pipeline.execute import prepare_dagster_home
-        from ml_platform.tracking.server import tracking_server
+        from ml_platform.tracking.home_server import home_server
 
         prepare_dagster_home()
-        self.server = tracking_server(port=mlflow_port)
+        self._stack = contextlib.ExitStack()
+        self.server = self._stack.enter_context(home_server(port=mlflow_port, wait=False))
+        if self.server.note:
+            print(self.server.note, file=sys.stderr)
 
     def __enter__(self) -> _Platform:
         import dagster as dg
@@ -172,7 +181,7 @@ class _Platform:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.stop()
+        self._stack.close()
 
 
 def _print(payload: object, as_json: bool, text: str) -> None:

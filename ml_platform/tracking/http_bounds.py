@@ -11,9 +11,11 @@ that accepts but never answers 8 x 120 s = 16 minutes; multiplied by the step's 
 the 17-minute hang of issue 10.
 
 `HttpBounds` sets these variables for this process and every child it starts (the training
-process included), so that a refused connection fails one request in about 3 s and a hung
-server in under a minute; the pipeline's step retries (transient errors only, see
-`ml_platform.faults.is_transient`) are sized against `worst_case_seconds`.
+process included), so that one request to a dead server (connection refused) gives up after
+about 32 s and one to a hung server after under 2 minutes (`worst_case_seconds`, 104 s). The
+pipeline's step retries (transient errors only, see `ml_platform.faults.is_transient`) add
+little: a retried step's first MLflow call asks a server that is not this home's booting one
+only once (`MlflowTracker.client`), so a dead server fails the retry at once.
 """
 
 from __future__ import annotations
@@ -33,10 +35,13 @@ _CREDENTIALS = re.compile(r"(?<=//)[^/@\s]+@")
 class HttpBounds:
     """MLflow client HTTP settings (values of the `MLFLOW_HTTP_REQUEST_*` variables)."""
 
-    max_retries: int = 2
+    # Refused connections are retried for ~32 s in all (sleeps 0, 2.5, 4.5, 8.5, 16.5 s):
+    # long enough to ride out a restarted server (the training process logs through one),
+    # short enough that a dead server fails a step well within 2 minutes.
+    max_retries: int = 5
     backoff_factor: int = 1  # MLflow reads it as an int
     backoff_jitter: float = 0.5
-    timeout: int = 15  # seconds, per attempt (connect and read each)
+    timeout: int = 12  # seconds, per attempt (connect and read each)
     respect_retry_after: bool = False  # a server's Retry-After may ask for any wait
 
     def environ(self) -> dict[str, str]:

@@ -65,11 +65,11 @@ def answering() -> Iterator[tuple[type[_Counting], str]]:
 
 
 def test_default_bounds_keep_a_dead_server_under_two_minutes() -> None:
-    """Arithmetic over urllib3's backoff formula, not a timing: a refused request gives up in
-    seconds, a hung one in under a minute, so one step retry still fits in 2 minutes."""
-    assert DEFAULT_BOUNDS.refused_seconds() == pytest.approx(2.5)
-    assert DEFAULT_BOUNDS.worst_case_seconds() == pytest.approx(47.5)
-    assert 2 * DEFAULT_BOUNDS.worst_case_seconds() < 120
+    """Arithmetic over urllib3's backoff formula, not a timing: a refused request gives up
+    after ~32 s (a restart rides that out), a hung one within 2 minutes."""
+    assert DEFAULT_BOUNDS.refused_seconds() == pytest.approx(0 + 2.5 + 4.5 + 8.5 + 16.5)
+    assert DEFAULT_BOUNDS.worst_case_seconds() == pytest.approx(6 * 12 + 32)
+    assert DEFAULT_BOUNDS.worst_case_seconds() < 120
     mlflow_defaults = HttpBounds(max_retries=7, backoff_factor=2, backoff_jitter=1.0, timeout=120)
     assert mlflow_defaults.worst_case_seconds() > 15 * 60  # the hang of issue 10
 
@@ -78,7 +78,7 @@ def test_apply_keeps_an_operators_values() -> None:
     environ = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
     applied = apply_http_bounds(environ=environ)
     assert applied["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "30"
-    assert applied["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "2"
+    assert applied["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "5"
     assert environ["MLFLOW_HTTP_RESPECT_RETRY_AFTER_HEADER"] == "false"
 
 
