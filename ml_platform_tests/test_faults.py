@@ -9,11 +9,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import urllib.error
+from email.message import Message
 
 import botocore.exceptions
 import pytest
 import requests
 from mlflow.exceptions import MlflowException, RestException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from ml_platform.faults import first_line, is_transient
 from ml_platform.storage.day_files import DayWithdrawn
@@ -61,7 +63,7 @@ TRANSIENT = [
     ("requests_retries_of_5xx", requests.exceptions.RetryError("too many 503 error responses")),
     ("http_503", requests.exceptions.HTTPError("503", response=_response(503))),
     ("http_429", requests.exceptions.HTTPError("429", response=_response(429))),
-    ("urllib_502", urllib.error.HTTPError("http://x", 502, "Bad Gateway", None, None)),
+    ("urllib_502", urllib.error.HTTPError("http://x", 502, "Bad Gateway", Message(), None)),
     ("s3_slow_down", _client_error("SlowDown", 503)),
     ("s3_throttling", _client_error("ThrottlingException", 400)),
     ("s3_internal", _client_error("InternalError", 500)),
@@ -88,12 +90,12 @@ DETERMINISTIC = [
     ("json", json.JSONDecodeError("Expecting value", "x", 0)),
     ("http_404", requests.exceptions.HTTPError("404", response=_response(404))),
     ("http_400", requests.exceptions.HTTPError("400", response=_response(400))),
-    ("urllib_403", urllib.error.HTTPError("http://x", 403, "Forbidden", None, None)),
+    ("urllib_403", urllib.error.HTTPError("http://x", 403, "Forbidden", Message(), None)),
     ("s3_no_such_key", _client_error("NoSuchKey", 404)),
     ("s3_access_denied", _client_error("AccessDenied", 403)),
     ("mlflow_not_found", RestException({"error_code": "RESOURCE_DOES_NOT_EXIST",
                                         "message": "Run 'x' not found"})),
-    ("mlflow_invalid", MlflowException("bad name", error_code="INVALID_PARAMETER_VALUE")),
+    ("mlflow_invalid", MlflowException("bad name", error_code=INVALID_PARAMETER_VALUE)),
     ("mlflow_404_page", MlflowException("API request to endpoint /x failed with error code "
                                         "404 != 200")),
     ("unknown", RuntimeError("something odd")),
