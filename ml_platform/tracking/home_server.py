@@ -26,7 +26,8 @@ killed with SIGKILL. Why a watchdog rather than `prctl(PR_SET_PDEATHSIG)`: the d
 is tied to the one parent *thread* that started the child, so it cannot express "the last of
 several commands is gone", and `mlflow server` runs uvicorn as a grandchild that the signal
 would not reach. The watchdog kills the server's whole process group. Only a SIGKILL of the
-watchdog itself would leave the server running (`server.json` then names it, with its pid).
+watchdog itself leaves the server running, until the next command on the home finds it
+(answering as this home's, its watchdog dead) and stops it.
 """
 
 from __future__ import annotations
@@ -309,10 +310,18 @@ def stop_server(files: HomeFiles, record: ServerRecord, timeout: float = 30.0) -
     is free, so the next command can take it. Caller holds the lock."""
     files.record.unlink(missing_ok=True)
     if not record.running:
-        return  # its watchdog is gone, and with it (see the module doc) the server
+        # The watchdog is gone. Its server normally went with it; one that still answers as
+        # this home's (the watchdog was SIGKILLed) is in the watchdog's process group, whose
+        # id cannot be reused while it has members: stop that group.
+        try:
+            orphan = served_home_id(record.url, timeout=1.0) == record.home_id
+        except OSError:
+            orphan = False
+        if not orphan:
+            return
     with contextlib.suppress(ProcessLookupError):
         # No lease is left, so no request is in flight; SQLite commits every request. The
-        # group is the watchdog's (verified alive above): the server and uvicorn are in it.
+        # group is the watchdog's: the server and its uvicorn child are in it.
         os.killpg(record.watchdog_pid, signal.SIGKILL)
     deadline = time.monotonic() + timeout
     while not port_is_free(record.port) and time.monotonic() < deadline:
@@ -363,6 +372,18 @@ def release(files: HomeFiles, lease: Lease) -> None:
         record = files.read_record()
         if record is not None and not files.live_leases():
             stop_server(files, record)
+
+
+def wait_for_home_server(url: str, home: Path | None = None,
+                         timeout: float = BOOT_TIMEOUT_S) -> bool:
+    """When `url` is this home's running server, wait until it answers as this home's
+    (ServerUnavailable otherwise) and return True; False at once for any other URL."""
+    files = HomeFiles.of(home)
+    record = files.read_record()
+    if record is None or record.url != url.rstrip("/") or not record.running:
+        return False
+    HomeServer(url=record.url, home_id=record.home_id, files=files).wait_ready(timeout)
+    return True
 
 
 def booting(url: str, home: Path | None = None) -> bool:

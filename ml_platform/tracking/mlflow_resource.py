@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import dagster as dg
 
-from ml_platform.tracking.home_server import BOOT_TIMEOUT_S, booting
+from ml_platform.tracking.home_server import wait_for_home_server
 from ml_platform.tracking.http_bounds import apply_http_bounds
 from ml_platform.tracking.server import TRACKING_URI_ENV, wait_until_answering
 
@@ -58,10 +58,10 @@ class MlflowTracker(dg.ConfigurableResource):
             # every child started after this, the training process included).
             apply_http_bounds()
             # This home's server, started alongside the run (the demo), may still be booting:
-            # wait for it once per process. Any other server is asked once: if it does not
-            # answer, the step fails now, naming it.
-            wait_until_answering(self.public_uri,
-                                 timeout=BOOT_TIMEOUT_S if booting(self.public_uri) else 0)
+            # wait until it answers as this home's, once per process. Any other server is
+            # asked once: if it does not answer, the step fails now, naming it.
+            if not wait_for_home_server(self.public_uri):
+                wait_until_answering(self.public_uri, timeout=0)
             _ANSWERING.add(uri)
         return MlflowClient(tracking_uri=uri, registry_uri=uri)
 

@@ -4,13 +4,15 @@ MLFLOW_TRACKING_URI), then real `mlflow server` processes: an unrelated server a
 the requested port is never written to (another port is used, and the note says so); two
 users of one home share one server and the first to finish does not stop it; a command
 killed with SIGKILL leaves no server process behind (its watchdog stops it). Nothing is faked:
-the commands of the last test are real child processes."""
+the commands of the last tests are real child processes. Also: a server orphaned by a
+SIGKILLed watchdog is stopped by the next command on its home."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -28,6 +30,7 @@ from ml_platform.tracking.home_server import (
     port_is_free,
     process_start,
     served_home_id,
+    wait_for_home_server,
 )
 from ml_platform.tracking.server import free_port, is_healthy, start_mlflow_server
 from ml_platform_tests.services import env
@@ -47,6 +50,19 @@ def _group_members(pgid: int) -> list[int]:
         if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
             members.append(int(entry.name))
     return members
+
+
+def _nothing_listens(port: int) -> bool:
+    """No socket listens on 127.0.0.1:`port` (connections of the dead server may linger in
+    the kernel's TIME_WAIT; they listen for nothing)."""
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _sockets(port: int) -> str:
+    """What holds `port`, for a failure message."""
+    found = subprocess.run(["ss", "-tanp"], capture_output=True, text=True).stdout
+    return "\n".join(line for line in found.splitlines() if f":{port}" in line)
 
 
 def _until(condition: object, timeout: float = 60.0) -> bool:
@@ -99,8 +115,6 @@ def test_home_id_is_kept(tmp_path: Path) -> None:
 
 
 def test_port_is_free() -> None:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
@@ -116,6 +130,7 @@ def test_tracking_uri_is_used_as_it_is(tmp_path: Path) -> None:
         server.wait_ready()  # nothing to wait for: not ours
     assert not (tmp_path / "mlflow").exists()
     assert not booting("http://tracking.example:5000", tmp_path)
+    assert not wait_for_home_server("http://tracking.example:5000", tmp_path)
 
 
 # -- real servers ----------------------------------------------------------------------------
@@ -195,9 +210,37 @@ def test_a_sigkilled_owner_leaves_no_server(tmp_path: Path) -> None:
         holders[1].send_signal(signal.SIGKILL)
         holders[1].wait()
         assert _until(lambda: not _group_members(record.watchdog_pid))
-        assert files.read_record() is None and port_is_free(port)
+        assert files.read_record() is None
+        assert _until(lambda: _nothing_listens(port)), _sockets(port)
     finally:
         for h in holders:
             if h.poll() is None:
                 h.kill()
                 h.wait()
+
+
+@pytest.mark.integration
+def test_a_server_orphaned_by_its_watchdog_is_stopped_by_the_next_command(
+        tmp_path: Path) -> None:
+    port = free_port()
+    files = HomeFiles.of(tmp_path)
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(tmp_path), str(port)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        json.loads(holder.stdout.readline())  # type: ignore[union-attr]
+        record = files.read_record()
+        assert record is not None
+        os.kill(record.watchdog_pid, signal.SIGKILL)  # the one case the watchdog cannot cover
+        holder.kill()
+        holder.wait()
+        assert _until(lambda: process_start(record.watchdog_pid) is None)
+        assert served_home_id(record.url) == files.home_id()  # orphaned, still serving
+        with home_server(tmp_path, port=port) as server:
+            assert server.started and server.note is None and server.url == record.url
+            assert files.read_record() != record
+        assert not _group_members(record.watchdog_pid)
+        assert port_is_free(port)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
