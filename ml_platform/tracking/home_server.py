@@ -217,11 +217,15 @@ class HomeFiles:
 
 def served_home_id(url: str, timeout: float = 2.0) -> str | None:
     """The home identity the server at `url` serves, None when it serves none (another
-    home's or program's server), raising OSError when nothing answers there."""
+    home's or program's server), raising OSError when nothing answers there (or a 5xx: not
+    ready yet)."""
     try:
         with urllib.request.urlopen(f"{url}{MARKER_ROUTE}{MARKER_FILE}", timeout=timeout) as r:
-            return r.read(200).decode(errors="replace").strip()
-    except urllib.error.HTTPError:
+            body: bytes = r.read(200)
+            return body.decode(errors="replace").strip()
+    except urllib.error.HTTPError as exc:
+        if exc.code >= 500:
+            raise
         return None
 
 
@@ -269,10 +273,10 @@ class HomeServer:
             try:
                 served = served_home_id(self.url)
             except OSError:
-                served = ""  # not answering yet
-            if served == self.home_id:
-                return
-            if served is None:
+                pass  # not answering yet
+            else:
+                if served == self.home_id:
+                    return
                 raise ServerUnavailable(f"{self.url} answers, but not as this home's MLflow "
                                         f"server ({self.files.root}); not using it")
             if time.monotonic() > deadline:
@@ -343,21 +347,22 @@ def home_server(home: Path | None = None, port: int = DEFAULT_PORT, *,
         return
     files = HomeFiles.of(home)
     lease = Lease.mine()
-    with files.locked():
-        home_id = files.home_id()
-        record = files.read_record()
-        note, started = None, False
-        if record is None or not record.running or record.home_id != home_id:
-            if record is not None:
-                stop_server(files, record)  # a leftover: its watchdog is gone
-            files.live_leases()  # prune the leases of dead commands
-            files.add_lease(lease)  # before the watchdog looks at the leases
-            record, note = _start(files, port, home_id)
-            started = True
-        else:
-            files.add_lease(lease)
-    server = HomeServer(url=record.url, note=note, started=started, home_id=home_id, files=files)
     try:
+        with files.locked():
+            home_id = files.home_id()
+            record = files.read_record()
+            note, started = None, False
+            if record is None or not record.running or record.home_id != home_id:
+                if record is not None:
+                    stop_server(files, record)  # a leftover: its watchdog is gone
+                files.live_leases()  # prune the leases of dead commands
+                files.add_lease(lease)  # before the watchdog looks at the leases
+                record, note = _start(files, port, home_id)
+                started = True
+            else:
+                files.add_lease(lease)
+        server = HomeServer(url=record.url, note=note, started=started, home_id=home_id,
+                            files=files)
         if wait:
             server.wait_ready()
         yield server
@@ -384,10 +389,3 @@ def wait_for_home_server(url: str, home: Path | None = None,
         return False
     HomeServer(url=record.url, home_id=record.home_id, files=files).wait_ready(timeout)
     return True
-
-
-def booting(url: str, home: Path | None = None) -> bool:
-    """Whether `url` is this home's server and it is (still) running: worth waiting for while
-    it boots. False for any other URL: a server nobody here starts is not waited for."""
-    record = HomeFiles.of(home).read_record()
-    return record is not None and record.url == url.rstrip("/") and record.running

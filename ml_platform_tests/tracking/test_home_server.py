@@ -23,9 +23,11 @@ from mlflow import MlflowClient
 
 from ml_platform.tracking.home_server import (
     HomeFiles,
+    HomeServer,
     Lease,
+    ServerRecord,
+    ServerUnavailable,
     alive,
-    booting,
     home_server,
     port_is_free,
     process_start,
@@ -114,6 +116,77 @@ def test_home_id_is_kept(tmp_path: Path) -> None:
     assert files.home_id() == files.home_id() != HomeFiles.of(tmp_path / "other").home_id()
 
 
+@pytest.mark.parametrize(("status", "body", "expected"), [
+    (200, b"0123abcd", "0123abcd"),  # a server serving some home's identity
+    (404, b"not found", None),  # an MLflow server of another program: no identity
+    (200, b"<html>hello</html>", "<html>hello</html>"),  # another program: not ours either
+    (503, b"starting", OSError),  # not ready: ask again
+])
+def test_served_home_id(status: int, body: bytes, expected: object) -> None:
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        if expected is OSError:
+            with pytest.raises(OSError):
+                served_home_id(url)
+        else:
+            assert served_home_id(url) == expected
+    finally:
+        server.shutdown()
+        server.server_close()
+    with pytest.raises(OSError):  # nothing answers any more
+        served_home_id(url)
+
+
+def test_wait_ready_refuses_a_server_of_another_home(tmp_path: Path) -> None:
+    """The recorded URL answers, but with another identity: never used, said at once."""
+    import http.server
+    import threading
+
+    class Other(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "5")
+            self.end_headers()
+            self.wfile.write(b"other")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Other)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    files = HomeFiles.of(tmp_path)
+    home_id = files.home_id()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    files.write_record(ServerRecord(url=url, port=server.server_address[1],
+                                    watchdog_pid=os.getpid(),
+                                    watchdog_start=process_start(os.getpid()) or "0",
+                                    backend_store_uri=files.backend_store_uri, home_id=home_id,
+                                    started_at=time.time()))
+    try:
+        with pytest.raises(ServerUnavailable, match="answers, but not as this home's"):
+            HomeServer(url=url, home_id=home_id, files=files).wait_ready(timeout=5)
+        with pytest.raises(ServerUnavailable):
+            wait_for_home_server(url, tmp_path)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_port_is_free() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -129,7 +202,6 @@ def test_tracking_uri_is_used_as_it_is(tmp_path: Path) -> None:
             "http://tracking.example:5000", True, False)
         server.wait_ready()  # nothing to wait for: not ours
     assert not (tmp_path / "mlflow").exists()
-    assert not booting("http://tracking.example:5000", tmp_path)
     assert not wait_for_home_server("http://tracking.example:5000", tmp_path)
 
 
@@ -146,7 +218,7 @@ def test_unrelated_server_on_the_port_is_never_used(tmp_path: Path) -> None:
             assert server.note is not None and f"port {port} is in use by another server" in \
                 server.note and server.url in server.note
             MlflowClient(server.url).create_experiment("fresh-home")
-            assert booting(server.url, tmp_path / "home")
+            assert wait_for_home_server(server.url, tmp_path / "home")
         names = [e.name for e in MlflowClient(unrelated.url).search_experiments()]
         assert names == ["Default"]  # nothing of the fresh home reached it
         assert served_home_id(unrelated.url) is None
