@@ -116,6 +116,9 @@ class DayWithdrawn(LandingError, FileNotFoundError):
         super().__init__(f"no landed file for {dataset} {day}: {where} does not exist (withdrawn)")
         self.dataset, self.day, self.where = dataset, day, where
 
+    def __reduce__(self) -> tuple[type[DayWithdrawn], tuple[str, str, str]]:
+        return type(self), (self.dataset, self.day, self.where)  # picklable across processes
+
 
 class NotALandedFile(LandingError, ValueError):
     """The day's name is present but is not a regular file inside the landing zone (a
@@ -124,3 +127,6 @@ class NotALandedFile(LandingError, ValueError):
     def __init__(self, dataset: str, day: str, where: str, reason: str) -> None:
         super().__init__(f"{dataset} {day}: {where} is not read: {reason}")
         self.dataset, self.day, self.where, self.reason = dataset, day, where, reason
+
+    def __reduce__(self) -> tuple[type[NotALandedFile], tuple[str, str, str, str]]:
+        return type(self), (self.dataset, self.day, self.where, self.reason)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import pickle
 from pathlib import Path
 
 import pandas as pd
@@ -123,6 +124,8 @@ def test_reading_a_vanished_day_raises_day_withdrawn(zone: LandingZone) -> None:
         zone.read_bytes("bookings", "2026-01-01")
     assert (info.value.dataset, info.value.day) == ("bookings", "2026-01-01")
     assert isinstance(info.value, FileNotFoundError)  # older handlers keep working
+    copy = pickle.loads(pickle.dumps(info.value))  # crosses process boundaries intact
+    assert isinstance(copy, DayWithdrawn) and str(copy) == str(info.value)
 
 
 def test_reading_what_is_not_a_landed_file_raises(zone: LandingZone, tmp_path: Path) -> None:
@@ -131,8 +134,9 @@ def test_reading_what_is_not_a_landed_file_raises(zone: LandingZone, tmp_path: P
     secret = tmp_path / "secret.parquet"
     secret.write_bytes(b"not for the platform")
     (folder / "2026-01-05.parquet").symlink_to(secret)
-    with pytest.raises(NotALandedFile, match="outside the landing zone"):
+    with pytest.raises(NotALandedFile, match="outside the landing zone") as info:
         zone.read_bytes("bookings", "2026-01-05")
+    assert pickle.loads(pickle.dumps(info.value)).reason == info.value.reason
     (folder / "2026-01-06.parquet").mkdir()
     with pytest.raises(NotALandedFile, match="a directory"):
         zone.read_bytes("bookings", "2026-01-06")
