@@ -76,7 +76,7 @@ def landing_latency(landings: int) -> list[dict[str, float]]:
         for i in range(landings):
             day = dt.date(2026, 6, 1) + dt.timedelta(days=i)
             land_days(landing, bookings, day, 1)
-            landed = landing.path("bookings", day.isoformat()).stat().st_mtime
+            landed = Path(landing.path("bookings", day.isoformat())).stat().st_mtime
             record = None
             while record is None or record.end_time is None:
                 time.sleep(0.2)

@@ -83,8 +83,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     require_local("dev")
     home = prepare_dagster_home()
     with mlflow_server(args.mlflow_port) as server:
-        if server is not None:
-            server.wait_ready()
+        server.wait_ready()
         env = {**os.environ, settings.DAGSTER_HOME_ENV: str(home)}
         print(f"MLflow UI:  {env[settings.TRACKING_URI_ENV]}\nDagster UI: http://127.0.0.1:{args.port}")
         dagster = subprocess.Popen(

@@ -14,7 +14,7 @@ from ml_platform.pipeline.keys import model_key, raw_key
 from ml_platform.pipeline.partitions import day_partitions
 from ml_platform.pipeline.sensors import partition_range_tags
 from ml_platform.specs import ModelSpec
-from ml_platform.storage.landing import LandingZone
+from ml_platform.storage.interfaces import LandingStore
 
 
 def prepare_dagster_home(profile: str | None = None) -> Path:
@@ -29,7 +29,7 @@ def prepare_dagster_home(profile: str | None = None) -> Path:
     return home
 
 
-def register_landed_days(instance: dg.DagsterInstance, landing: LandingZone,
+def register_landed_days(instance: dg.DagsterInstance, landing: LandingStore,
                          dataset: str) -> list[str]:
     """Add a partition for every landed day not yet registered; returns the new ones."""
     name = day_partitions(dataset).name
@@ -86,7 +86,7 @@ def _last_ingested(instance: dg.DagsterInstance, dataset: str) -> dict[str, floa
         cursor = page.cursor
 
 
-def due_days(instance: dg.DagsterInstance, landing: LandingZone, dataset: str) -> list[str]:
+def due_days(instance: dg.DagsterInstance, landing: LandingStore, dataset: str) -> list[str]:
     """Landed days never ingested, or landed again since they were."""
     ingested = _last_ingested(instance, dataset)
     return sorted(d for d, mtime in landing.listing(dataset).items()
@@ -94,7 +94,7 @@ def due_days(instance: dg.DagsterInstance, landing: LandingZone, dataset: str) -
 
 
 def ingest(defs: dg.Definitions, dataset: str, instance: dg.DagsterInstance,
-           landing: LandingZone) -> dict[str, Any]:
+           landing: LandingStore) -> dict[str, Any]:
     """The landing sensor's work, once and synchronously: register landed days, validate the
     due ones and retrain, gate and promote every model downstream. Returns what happened."""
     register_landed_days(instance, landing, dataset)

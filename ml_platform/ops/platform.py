@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -15,10 +16,10 @@ from ml_platform.ops.errors import PlatformError, UsageError
 from ml_platform.ops.execute import prepare_dagster_home
 from ml_platform.pipeline.resources import initialized, resources_for
 from ml_platform.specs import ModelSpec, load_specs
-from ml_platform.storage.lake import Lake
-from ml_platform.storage.landing import LandingZone
+from ml_platform.storage.interfaces import LakeStore, LandingStore
+from ml_platform.tracking.home_server import HomeServer, ServerUnavailable, home_server
 from ml_platform.tracking.mlflow_resource import MlflowTracker
-from ml_platform.tracking.server import MlflowServer, tracking_server, wait_until_answering
+from ml_platform.tracking.server import wait_until_answering
 
 
 @dataclass
@@ -28,8 +29,8 @@ class Platform:
     profile: str
     specs: list[ModelSpec]
     instance: dg.DagsterInstance
-    landing: LandingZone
-    lake: Lake
+    landing: LandingStore
+    lake: LakeStore
     tracker: MlflowTracker
 
     def spec(self, model: str) -> ModelSpec:
@@ -65,23 +66,25 @@ def require_local(command: str) -> None:
 
 
 @contextlib.contextmanager
-def mlflow_server(mlflow_port: int) -> Iterator[MlflowServer | None]:
+def mlflow_server(mlflow_port: int) -> Iterator[HomeServer]:
     """The tracking server of this command: `MLFLOW_TRACKING_URI` when set (required in the
-    `k8s` profile), else (local) one on `mlflow_port`, started for the command if none answers
-    there and stopped when it ends. The URI is put in the environment for the command."""
-    if os.environ.get(settings.TRACKING_URI_ENV):
-        yield None
-        return
-    if settings.profile() == "k8s":
+    `k8s` profile), else (local) the home's own server, started on `mlflow_port` (or a free
+    port, said on stderr) if it is not running, and stopped by the last command using it. The
+    URI is put in the environment for the command; the caller waits for it (`wait_ready`)."""
+    if settings.profile() == "k8s" and not os.environ.get(settings.TRACKING_URI_ENV):
         raise UsageError(f"the k8s profile needs {settings.TRACKING_URI_ENV}: set it to the "
                          "cluster's MLflow server, e.g. http://ml-platform-mlflow:5000")
-    server = tracking_server(port=mlflow_port)
-    os.environ[settings.TRACKING_URI_ENV] = server.url
-    try:
-        yield server
-    finally:
-        os.environ.pop(settings.TRACKING_URI_ENV, None)
-        server.stop()
+    with home_server(port=mlflow_port, wait=False) as server:
+        if server.note:
+            print(server.note, file=sys.stderr)
+        if server.external:
+            yield server
+            return
+        os.environ[settings.TRACKING_URI_ENV] = server.url
+        try:
+            yield server
+        finally:
+            os.environ.pop(settings.TRACKING_URI_ENV, None)
 
 
 @contextlib.contextmanager
@@ -95,7 +98,7 @@ def open_platform(mlflow_port: int = 5000, *, mlflow: bool = True,
     with contextlib.ExitStack() as stack:
         server = stack.enter_context(mlflow_server(mlflow_port)) if mlflow else None
         resources = stack.enter_context(initialized(resources_for(profile, specs)))
-        if mlflow and wait_for_mlflow:
+        if server is not None and wait_for_mlflow:
             _check_answering(server, resources["mlflow"])
         try:
             instance = dg.DagsterInstance.get()
@@ -106,11 +109,14 @@ def open_platform(mlflow_port: int = 5000, *, mlflow: bool = True,
                        resources["mlflow"])
 
 
-def _check_answering(server: MlflowServer | None, tracker: MlflowTracker) -> None:
-    """Wait for a server this command started; fail at once, naming it, when the one
+def _check_answering(server: HomeServer, tracker: MlflowTracker) -> None:
+    """Wait for the home's server; fail at once, naming it, when the one
     `MLFLOW_TRACKING_URI` names does not answer."""
-    if server is not None:
-        server.wait_ready()
+    if not server.external:
+        try:
+            server.wait_ready()
+        except ServerUnavailable as exc:
+            raise PlatformError(str(exc)) from exc
         return
     uri = tracker.public_uri
     if uri.startswith("http"):

@@ -14,7 +14,7 @@ from ml_platform.pipeline.model.production import production_metadata
 from ml_platform.pipeline.model.serving import serving_metadata
 from ml_platform.records import PromotionRecord
 from ml_platform.specs import ModelSpec
-from ml_platform.storage.lake import Lake
+from ml_platform.storage.interfaces import LakeStore
 from ml_platform.tracking.mlflow_resource import MlflowTracker
 from ml_platform.tracking.promotion import actor, move_alias, rollback_target, serving_manifest
 from ml_platform.tracking.scoring import compare_with_champion
@@ -24,7 +24,7 @@ class GateRefusal(RuntimeError):
     """A manual promotion failed its gates (use `--force` to override, on the record)."""
 
 
-def _reflect(instance: dg.DagsterInstance, tracker: MlflowTracker, lake: Lake,
+def _reflect(instance: dg.DagsterInstance, tracker: MlflowTracker, lake: LakeStore,
              record: PromotionRecord) -> None:
     instance.report_runless_asset_event(dg.AssetMaterialization(
         asset_key=model_key(record.model, "production"),
@@ -47,7 +47,7 @@ def require_version(tracker: MlflowTracker, model: str, version: str) -> None:
 
 
 def promote(spec: ModelSpec, version: str, reason: str, *, force: bool,
-            instance: dg.DagsterInstance, tracker: MlflowTracker, lake: Lake) -> PromotionRecord:
+            instance: dg.DagsterInstance, tracker: MlflowTracker, lake: LakeStore) -> PromotionRecord:
     """Promote `version` after running the spec's gates on its own frozen test split against
     the current champion; `force` promotes despite failed gates, and says so in the record."""
     require_version(tracker, spec.name, version)
@@ -72,7 +72,7 @@ def promote(spec: ModelSpec, version: str, reason: str, *, force: bool,
 
 
 def rollback(spec: ModelSpec, to: str | None, reason: str, *, instance: dg.DagsterInstance,
-             tracker: MlflowTracker, lake: Lake) -> PromotionRecord:
+             tracker: MlflowTracker, lake: LakeStore) -> PromotionRecord:
     """Move production back to `to` (default: the version before the current one). No gates:
     a rollback returns to a version that already served."""
     if to is not None:

@@ -12,23 +12,20 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from ml_platform import names
-from ml_platform.ml.validation import CHECK_NAMES, WARN_CHECKS, CheckOutcome, validate
+from ml_platform.ml.validation import (
+    CHECK_DESCRIPTIONS,
+    CHECK_NAMES,
+    WARN_CHECKS,
+    CheckOutcome,
+    normalise_dates,
+    validate,
+)
 from ml_platform.names import raw_lake_key, validated_lake_key
 from ml_platform.pipeline.keys import raw_key, validated_key
 from ml_platform.pipeline.partitions import day_partitions
-from ml_platform.pipeline.retries import STORAGE_RETRY
+from ml_platform.pipeline.retries import STORAGE_RETRY, fail_fast
 from ml_platform.specs import DatasetSpec
-from ml_platform.storage.lake import Lake
-from ml_platform.storage.landing import LandingZone
-
-_CHECK_DESCRIPTIONS = {
-    "schema": "Every declared column is present with its declared dtype.",
-    "nulls": "No nulls in non-nullable columns.",
-    "ranges": "Values within declared min/max; rows dated inside their partition.",
-    "duplicates": "The key column is unique within the day.",
-    "completeness": "Landed rows / expected rows (from the manifest) above the threshold.",
-    "unexpected_columns": "Columns the spec does not declare (a warning: they are ignored).",
-}
+from ml_platform.storage.interfaces import LakeStore, LandingStore
 
 
 def freshness_policy(hours_warn: float, hours_fail: float) -> dg.FreshnessPolicy:
@@ -50,7 +47,8 @@ def _combine(name: str, by_day: dict[str, list[CheckOutcome]]) -> dg.AssetCheckR
     outcomes = {day: next(o for o in found if o.name == name) for day, found in by_day.items()}
     failed = {day: o for day, o in outcomes.items() if not o.passed}
     if failed:
-        text = "; ".join(f"{day}: {o.description}" for day, o in sorted(failed.items()))
+        # each description starts with its day
+        text = "; ".join(o.description for _, o in sorted(failed.items()))
     else:
         text = next(iter(outcomes.values())).description if len(outcomes) == 1 else (
             f"passed on all {len(outcomes)} days")
@@ -68,8 +66,8 @@ def _combine(name: str, by_day: dict[str, list[CheckOutcome]]) -> dg.AssetCheckR
 PREVIOUS_DAY_CHECK = names.PREVIOUS_DAY_CHECK
 
 
-def previous_day_check(ds: DatasetSpec, days: list[str], lake: Lake,
-                       landing: LandingZone) -> dg.AssetCheckResult:
+def previous_day_check(ds: DatasetSpec, days: list[str], lake: LakeStore,
+                       landing: LandingStore) -> dg.AssetCheckResult:
     """Whether the day before the newest landed day of `ds` passed validation; if not, a
     description naming the day and its shortfall (rows landed against the manifest)."""
     if len(days) < 2:
@@ -109,22 +107,23 @@ def dataset_assets(ds: DatasetSpec) -> list[dg.AssetsDefinition]:
         freshness_policy=freshness_policy(ds.freshness.warn_hours, ds.freshness.fail_hours),
         **common,
     )
-    def raw(context: dg.AssetExecutionContext, landing: LandingZone,
-            lake: Lake) -> dg.MaterializeResult:
+    def raw(context: dg.AssetExecutionContext, landing: LandingStore,
+            lake: LakeStore) -> dg.MaterializeResult:
         """Landed files, one per day, copied byte for byte into the lake."""
-        files = {}
-        for day in context.partition_keys:
-            source = str(landing.path(ds.name, day))
-            data = landing.read_bytes(ds.name, day)
-            rows = _parquet_rows(data, source)
-            lake.write_bytes(raw_lake_key(ds.name, day), data)
-            files[day] = {"file": source, "rows": rows,
-                          "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-        return dg.MaterializeResult(metadata={
-            "landed_files": dg.MetadataValue.json(files),
-            "rows": sum(f["rows"] for f in files.values()),
-            "days": len(files),
-        })
+        with fail_fast():
+            files = {}
+            for day in context.partition_keys:
+                source = str(landing.path(ds.name, day))
+                data = landing.read_bytes(ds.name, day)
+                rows = _parquet_rows(data, source)
+                lake.write_bytes(raw_lake_key(ds.name, day), data)
+                files[day] = {"file": source, "rows": rows,
+                              "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+            return dg.MaterializeResult(metadata={
+                "landed_files": dg.MetadataValue.json(files),
+                "rows": sum(f["rows"] for f in files.values()),
+                "days": len(files),
+            })
 
     @dg.asset(
         key=validated_key(ds.name),
@@ -133,36 +132,35 @@ def dataset_assets(ds: DatasetSpec) -> list[dg.AssetsDefinition]:
         freshness_policy=freshness_policy(ds.freshness.warn_hours, ds.freshness.fail_hours),
         check_specs=[
             dg.AssetCheckSpec(name, asset=validated_key(ds.name), blocking=name not in WARN_CHECKS,
-                              description=_CHECK_DESCRIPTIONS[name])
+                              description=CHECK_DESCRIPTIONS[name])
             for name in CHECK_NAMES
         ],
         **common,
     )
-    def validated(context: dg.AssetExecutionContext, landing: LandingZone,
-                  lake: Lake) -> dg.MaterializeResult:
+    def validated(context: dg.AssetExecutionContext, landing: LandingStore,
+                  lake: LakeStore) -> dg.MaterializeResult:
         """Landed days that passed every data-quality check; failing days are never stored,
         so a bad file can't replace a good day already in the lake."""
-        by_day: dict[str, list[CheckOutcome]] = {}
-        stored, rejected = [], []
-        for day in context.partition_keys:
-            frame = pd.read_parquet(lake.uri(raw_lake_key(ds.name, day)))
-            manifest = landing.manifest(ds.name, day) or {}
-            expected = int(manifest.get("expected_rows", ds.rows_per_day))
-            outcomes = validate(frame, ds, day=dt.date.fromisoformat(day), expected_rows=expected)
-            by_day[day] = outcomes
-            if not any(o.blocks for o in outcomes):
-                lake.write_parquet(validated_lake_key(ds.name, day), frame[list(ds.columns)])
-                stored.append(day)
-            else:
-                rejected.append(day)
-                failed = [f"{o.name}: {o.description}" for o in outcomes if o.blocks]
-                context.log.error(
-                    f"{ds.name} {day} ({landing.path(ds.name, day)}) failed validation, "
-                    f"not stored: " + "; ".join(failed)
-                )
-        return dg.MaterializeResult(
-            metadata={"stored_days": len(stored), "rejected_days": dg.MetadataValue.json(rejected)},
-            check_results=[_combine(name, by_day) for name in CHECK_NAMES],
-        )
+        with fail_fast():
+            by_day: dict[str, list[CheckOutcome]] = {}
+            stored, rejected = [], []
+            for day in context.partition_keys:
+                frame = normalise_dates(pd.read_parquet(lake.uri(raw_lake_key(ds.name, day))), ds)
+                manifest = landing.manifest(ds.name, day) or {}
+                expected = int(manifest.get("expected_rows", ds.rows_per_day))
+                outcomes = validate(frame, ds, day=dt.date.fromisoformat(day), expected_rows=expected)
+                by_day[day] = outcomes
+                if not any(o.blocks for o in outcomes):
+                    lake.write_parquet(validated_lake_key(ds.name, day), frame[list(ds.columns)])
+                    stored.append(day)
+                else:
+                    rejected.append(day)
+                    failed = [f"{o.name}: {o.description}" for o in outcomes if o.blocks]
+                    context.log.error(f"{ds.name} ({landing.path(ds.name, day)}) failed validation, "
+                                      "not stored: " + "; ".join(failed))
+            return dg.MaterializeResult(
+                metadata={"stored_days": len(stored), "rejected_days": dg.MetadataValue.json(rejected)},
+                check_results=[_combine(name, by_day) for name in CHECK_NAMES],
+            )
 
     return [raw, validated]

@@ -17,7 +17,7 @@ from ml_platform.names import RunTag
 from ml_platform.pipeline.keys import raw_key, validated_key
 from ml_platform.pipeline.partitions import day_partitions
 from ml_platform.specs import DatasetSpec
-from ml_platform.storage.landing import LandingZone
+from ml_platform.storage.interfaces import LandingStore
 
 
 @dataclass
@@ -26,6 +26,8 @@ class LandingCursor:
     at_watermark: list[str] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)
     last_arrival: float = 0.0
+    reported: list[str] = field(default_factory=list)
+    """Landing-zone entries already reported as ignored (not a day file): reported once."""
 
     @classmethod
     def parse(cls, raw: str | None) -> "LandingCursor":
@@ -49,7 +51,7 @@ def plan_tick(cursor: LandingCursor, listing: dict[str, float], now: float,
     new = sorted(d for d, t in listing.items()
                  if t > cursor.watermark or (t == cursor.watermark and d not in seen_at_mark))
     nxt = LandingCursor(cursor.watermark, list(cursor.at_watermark), list(cursor.pending),
-                        cursor.last_arrival)
+                        cursor.last_arrival, list(cursor.reported))
     if new:
         mark = max(listing[d] for d in new)
         if mark > nxt.watermark:
@@ -91,9 +93,14 @@ def landing_sensor(ds: DatasetSpec) -> dg.SensorDefinition:
         description=f"New files in the {ds.name} landing zone: register, validate, retrain "
                     f"(one run per burst, after {ds.debounce_seconds:g}s without new files).",
     )
-    def _sensor(context: dg.SensorEvaluationContext, landing: LandingZone) -> dg.SensorResult:
-        plan = plan_tick(LandingCursor.parse(context.cursor), landing.listing(ds.name),
-                         time.time(), ds.debounce_seconds)
+    def _sensor(context: dg.SensorEvaluationContext, landing: LandingStore) -> dg.SensorResult:
+        listing = landing.scan(ds.name)
+        plan = plan_tick(LandingCursor.parse(context.cursor), listing.mtimes, time.time(),
+                         ds.debounce_seconds)
+        ignored = listing.newly_ignored(plan.cursor.reported)
+        for entry in ignored:
+            context.log.warning(f"{ds.name}: {entry} (in the landing zone)")
+        plan.cursor.reported = sorted({*plan.cursor.reported, *(i.key for i in ignored)})
         known = context.instance.get_dynamic_partitions(partitions.name)
         to_add = [d for d in plan.new_days if d not in set(known)]
         requests = []

@@ -5,18 +5,17 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 
 from ml_platform.simulation.drills import corrupt
 from ml_platform.simulation.generators import generate
 from ml_platform.specs import DatasetSpec
-from ml_platform.storage.landing import LandingZone
+from ml_platform.storage.interfaces import LandingStore
 
 
 @dataclass(frozen=True)
 class Landed:
     day: dt.date
-    path: Path
+    path: str  # where the day lies: a local path or an s3:// URI
     rows: int
     written: bool  # False: the day was already landed and left as it was
 
@@ -26,7 +25,7 @@ def default_start(days: int, today: dt.date | None = None) -> dt.date:
     return (today or dt.datetime.now(dt.UTC).date()) - dt.timedelta(days=days)
 
 
-def land_days(landing: LandingZone, ds: DatasetSpec, start: dt.date, days: int, *,
+def land_days(landing: LandingStore, ds: DatasetSpec, start: dt.date, days: int, *,
               corruption: str | None = None, damaged_column: str | None = None,
               incomplete: float | None = None, late: bool = False,
               overwrite: bool = False) -> list[Landed]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import operator
 import os
+import zoneinfo
 from pathlib import Path
 from typing import Literal
 
@@ -15,6 +16,30 @@ SPEC_DIR = Path(__file__).parent
 SPEC_DIR_ENV = "ML_PLATFORM_SPEC_DIR"
 
 _OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+
+#: The metrics each task's evaluation produces (`ml.metrics.metrics_for`; `auc` only when the
+#: test split holds both classes), plus `MODEL_METRICS` measured on every model
+#: (`tracking.scoring`). Gates and `primary_metric` may name only these; a test keeps this
+#: table equal to what the code computes.
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "regression": ("mae", "rmse", "r2"),
+    "ranking": ("ndcg_at_10", "auc"),
+}
+MODEL_METRICS: tuple[str, ...] = ("size_mb",)
+
+
+def metrics_of(task: str) -> tuple[str, ...]:
+    """Every metric a candidate of `task` is evaluated on."""
+    return (*TASK_METRICS[task], *MODEL_METRICS)
+
+
+class SpecFieldError(ValueError):
+    """A spec value at fault, with the dotted path of its field below the validated model
+    (e.g. `promotion.gates.0.metric`, pydantic's notation), so the one-line error names the field exactly."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field, self.message = field, message
 
 
 class _Frozen(BaseModel):
@@ -58,6 +83,13 @@ class DatasetSpec(_Frozen):
     require_previous_day_complete: bool = Field(
         False, description="training waits until the day before the newest landed day has "
                            "passed validation (completeness included)")
+    max_rows_factor: float = Field(
+        5.0, gt=1, description="a day with more than this many times its expected rows fails "
+                               "the (blocking) completeness check: a volume bound")
+    date_timezone: str | None = Field(
+        None, description="unset: timezone-aware timestamps in `date_column` fail the schema "
+                          "check. Set (e.g. `UTC`, `Europe/Paris`): they are read as the "
+                          "calendar date in that timezone before validation")
 
     @field_validator("columns")
     @classmethod
@@ -65,6 +97,29 @@ class DatasetSpec(_Frozen):
         if not v:
             raise ValueError("a dataset needs at least one column")
         return v
+
+    @field_validator("date_timezone")
+    @classmethod
+    def _known_timezone(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                zoneinfo.ZoneInfo(v)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+                raise ValueError(f"unknown timezone {v!r} (an IANA name such as 'UTC' or "
+                                 "'Europe/Paris')") from exc
+        return v
+
+    @model_validator(mode="after")
+    def _columns_declared(self) -> DatasetSpec:
+        for field_name in ("key", "date_column"):
+            column = getattr(self, field_name)
+            if column not in self.columns:
+                raise SpecFieldError(field_name, f"column {column!r} is not a declared column; "
+                                                 f"declared: {sorted(self.columns)}")
+        if self.columns[self.date_column].dtype != "date":
+            raise SpecFieldError("date_column", f"column {self.date_column!r} is declared "
+                                                f"{self.columns[self.date_column].dtype!r}, not 'date'")
+        return self
 
 
 class TrainingSpec(_Frozen):
@@ -164,6 +219,27 @@ class ModelSpec(_Frozen):
     compute: ComputeSpec = ComputeSpec()
     freshness: FreshnessWindow = FreshnessWindow(warn_hours=48, fail_hours=96)
 
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelSpec:
+        """What one section names must exist in another: training columns among the
+        dataset's, gate and primary metrics among those the task produces."""
+        declared = sorted(self.dataset.columns)
+        for field_name in ("target", "group_column"):
+            column = getattr(self.training, field_name)
+            if column is not None and column not in self.dataset.columns:
+                raise SpecFieldError(f"training.{field_name}",
+                                     f"column {column!r} is not a declared dataset column; "
+                                     f"declared: {declared}")
+        known = metrics_of(self.training.task)
+        why = f"not a metric of task {self.training.task!r}; choose one of {list(known)}"
+        for i, gate in enumerate(self.promotion.gates):
+            if gate.metric not in known:
+                raise SpecFieldError(f"promotion.gates.{i}.metric", f"{gate.metric!r} is {why}")
+        if self.promotion.primary_metric not in known:
+            raise SpecFieldError("promotion.primary_metric",
+                                 f"{self.promotion.primary_metric!r} is {why}")
+        return self
+
     @property
     def group_columns(self) -> tuple[str, ...]:
         """Columns the feature table keeps besides key and date: the ranking group
@@ -184,22 +260,34 @@ class ModelSpec(_Frozen):
 
 
 class SpecError(ValueError):
-    """A model spec that cannot be used; the first line names the file and the field."""
+    """A model spec that cannot be used; the message (one line) names the file and the field."""
+
+
+def describe_error(exc: ValidationError) -> str:
+    """A pydantic error as one line: `field.path: message` for each error, `; `-joined."""
+    parts = []
+    for err in exc.errors():
+        loc, message = ".".join(str(p) for p in err["loc"]), err["msg"]
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, SpecFieldError):
+            loc, message = ".".join(p for p in (loc, cause.field) if p), cause.message
+        elif isinstance(cause, ValueError):
+            message = str(cause)
+        parts.append(f"{loc}: {message}" if loc else message)
+    return "; ".join(parts)
 
 
 def load_spec(path: Path) -> ModelSpec:
-    """Parse and validate one spec file; errors name the file and the field at fault."""
+    """Parse and validate one spec file; errors are one line naming the file and the field
+    at fault, e.g. `invalid model spec x.yaml: promotion.primary_metric: 'ndcg' is not ...`."""
     try:
         raw = yaml.safe_load(path.read_text())
         return ModelSpec.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise SpecError(f"invalid model spec {path}: {where}: {first['msg']}"
-                        f"{f' (and {exc.error_count() - 1} more)' if exc.error_count() > 1 else ''}"
-                        f"\n{exc}") from exc
+        raise SpecError(f"invalid model spec {path}: {describe_error(exc)}") from exc
     except yaml.YAMLError as exc:
-        raise SpecError(f"model spec {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+        problem = " ".join(str(exc).split())  # PyYAML's message spans lines
+        raise SpecError(f"model spec {path} is not valid YAML: {problem}") from exc
 
 
 def load_specs(directory: Path | None = None) -> list[ModelSpec]:

@@ -8,13 +8,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-import dagster as dg
 import pandas as pd
 
 from ml_platform import settings
+from ml_platform.storage.interfaces import LakeStore
 
 
-class Lake(dg.ConfigurableResource):
+class Lake(LakeStore):
     """A local lake folder (`$ML_PLATFORM_HOME/lake` unless `root` is set).
 
     Paths are relative keys like `bookings/validated/2026-01-01.parquet`; every write is atomic.
@@ -28,8 +28,7 @@ class Lake(dg.ConfigurableResource):
 
     @property
     def is_shared(self) -> bool:
-        """Whether other machines (a training pod) can read this lake: a local folder cannot."""
-        return False
+        return False  # a folder of this machine: a training pod elsewhere cannot read it
 
     def uri(self, key: str) -> str:
         return str(self.base / key)

@@ -1,8 +1,9 @@
 """The lake and the landing zone on S3 (the `k8s` profile): any S3-compatible endpoint.
 
-Same interfaces, behaviour and key layout as the local folders (`Lake`, `LandingZone`), one
-bucket per platform, one prefix per store: `<prefix>/<dataset>/<YYYY-MM-DD>.parquet` (+ `.json`)
-for the landing zone, `<prefix>/<key>` for the lake. S3 objects appear whole, so every write is
+Same interfaces (`LakeStore`, `LandingStore`), behaviour and key layout as the local folders
+(`Lake`, `LandingZone`), one bucket per platform, one prefix per store:
+`<prefix>/<dataset>/<YYYY-MM-DD>.parquet` (+ `.json`) for the landing zone, `<prefix>/<key>`
+for the lake. S3 objects appear whole, so every write is
 atomic as in the local stores.
 
 Credentials and endpoint come from dagster-aws's `S3Resource`; left unset, boto3's standard
@@ -15,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
-import re
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -24,8 +24,19 @@ import pandas as pd
 from dagster_aws.s3 import S3Resource
 from pydantic import PrivateAttr
 
+from ml_platform.storage.day_files import (
+    DayWithdrawn,
+    Ignored,
+    LandedFile,
+    Listing,
+    day_file_name,
+    make_listing,
+    manifest_file_name,
+    parse_day_file,
+)
+from ml_platform.storage.interfaces import LakeStore, LandingStore
+
 BUCKET_ENV = "ML_PLATFORM_S3_BUCKET"
-_DAY_FILE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.parquet$")
 _MISSING = {"404", "NoSuchKey", "NotFound"}
 
 
@@ -92,7 +103,7 @@ class _S3Store(dg.ConfigurableResource):
         self.client().put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
 
 
-class S3Lake(_S3Store):
+class S3Lake(_S3Store, LakeStore):
     """The lake under `s3://<bucket>/<prefix>/`; keys as in `Lake`, e.g.
     `bookings/validated/2026-01-01.parquet`."""
 
@@ -100,8 +111,7 @@ class S3Lake(_S3Store):
 
     @property
     def is_shared(self) -> bool:
-        """Whether other machines (a training pod) can read this lake: an object store can."""
-        return True
+        return True  # any process with the credentials reads the same objects
 
     def uri(self, key: str) -> str:
         meta = self.client().meta
@@ -138,58 +148,70 @@ class S3Lake(_S3Store):
         return json.loads(self._read(key))
 
 
-class S3LandingZone(_S3Store):
+class S3LandingZone(_S3Store, LandingStore):
     """The landing zone under `s3://<bucket>/<prefix>/`: `<dataset>/<YYYY-MM-DD>.parquet`,
-    optionally with `<YYYY-MM-DD>.json` (the manifest) beside it."""
+    optionally with `<YYYY-MM-DD>.json` (the manifest) beside it. S3 has no symlinks; a
+    "folder" (a common key prefix, e.g. a Spark-written `2026-01-01.parquet/`) is ignored."""
 
     prefix: str = "landing"
 
+    @property
+    def is_shared(self) -> bool:
+        return True
+
     def path(self, dataset: str, day: str) -> str:
-        return f"s3://{self.bucket}/{self._key(dataset, f'{day}.parquet')}"
+        return f"s3://{self.bucket}/{self._key(dataset, day_file_name(day))}"
 
-    def days(self, dataset: str) -> list[str]:
-        """Landed days of `dataset`, oldest first."""
-        return sorted(self.listing(dataset))
-
-    def listing(self, dataset: str) -> dict[str, float]:
-        """Landed days of `dataset` with the time each file was last written (epoch seconds)."""
+    def scan(self, dataset: str) -> Listing:
         folder = self._key(dataset) + "/"
         pages = self.client().get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=folder, Delimiter="/")
-        found = {}
-        for obj in (o for page in pages for o in page.get("Contents", [])):
-            if m := _DAY_FILE.match(obj["Key"][len(folder):]):
-                found[m.group(1)] = obj["LastModified"].timestamp()
-        return dict(sorted(found.items()))
+        days: list[LandedFile] = []
+        ignored: list[Ignored] = []
+        for page in pages:
+            for sub in page.get("CommonPrefixes", []):
+                name = sub["Prefix"][len(folder):].rstrip("/")
+                if parse_day_file(name) is not None:
+                    ignored.append(Ignored(name, "a folder (key prefix), not a file"))
+            for obj in page.get("Contents", []):
+                name = obj["Key"][len(folder):]
+                parsed = parse_day_file(name) if name else None  # "": the folder's own marker
+                if isinstance(parsed, Ignored):
+                    ignored.append(parsed)
+                elif parsed is not None:
+                    uri = f"s3://{self.bucket}/{obj['Key']}"
+                    days.append(LandedFile(parsed, uri, obj["LastModified"].timestamp(),
+                                           int(obj["Size"])))
+        return make_listing(days, ignored)
 
     def manifest(self, dataset: str, day: str) -> dict[str, Any] | None:
-        data = self._get(self._key(dataset, f"{day}.json"))
+        data = self._get(self._key(dataset, manifest_file_name(day)))
         if data is None:
             return None
         try:
             return json.loads(data)
-        except json.JSONDecodeError as exc:
-            where = f"s3://{self.bucket}/{self._key(dataset, f'{day}.json')}"
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            where = f"s3://{self.bucket}/{self._key(dataset, manifest_file_name(day))}"
             raise ValueError(f"manifest {where} is not valid JSON: {exc}") from exc
 
     def read_bytes(self, dataset: str, day: str) -> bytes:
-        data = self._get(self._key(dataset, f"{day}.parquet"))
+        data = self._get(self._key(dataset, day_file_name(day)))
         if data is None:
-            path = self.path(dataset, day)
-            raise FileNotFoundError(f"no landed file for {dataset} {day}: {path} does not exist")
+            raise DayWithdrawn(dataset, day, self.path(dataset, day))
         return data
 
     def land(self, dataset: str, day: dt.date, frame: pd.DataFrame,
              manifest: dict[str, Any] | None = None, *, overwrite: bool = False) -> str | None:
         """Write one day; returns None when the day exists and `overwrite` is off."""
-        key = self._key(dataset, f"{day.isoformat()}.parquet")
+        key = self._key(dataset, day_file_name(day.isoformat()))
         if not overwrite and self._head(key):
             return None
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)
         if manifest is not None:
             data = json.dumps(manifest, indent=2, default=str).encode()
-            self._put(self._key(dataset, f"{day.isoformat()}.json"), data, "application/json")
+            self._put(self._key(dataset, manifest_file_name(day.isoformat())), data,
+                      "application/json")
         # The data file goes last, after its manifest, so a reader listing days never races.
         self._put(key, buffer.getvalue(), "application/vnd.apache.parquet")
         return self.path(dataset, day.isoformat())

@@ -15,6 +15,8 @@ import dagster as dg
 
 from ml_platform import names
 from ml_platform.names import Tag
+from ml_platform.tracking.home_server import wait_for_home_server
+from ml_platform.tracking.http_bounds import apply_http_bounds
 from ml_platform.tracking.server import TRACKING_URI_ENV, wait_until_answering
 
 if TYPE_CHECKING:
@@ -54,9 +56,14 @@ class MlflowTracker(dg.ConfigurableResource):
 
         uri = self.uri
         if uri.startswith("http") and uri not in _ANSWERING:
-            # A server started alongside the run (the demo, tests) may still be booting: wait
-            # for it once per process instead of failing the first step that needs it.
-            wait_until_answering(self.public_uri)
+            # A dead server fails a request in seconds, not MLflow's minutes (here and in
+            # every child started after this, the training process included).
+            apply_http_bounds()
+            # This home's server, started alongside the run (the demo), may still be booting:
+            # wait until it answers as this home's, once per process. Any other server is
+            # asked once: if it does not answer, the step fails now, naming it.
+            if not wait_for_home_server(self.public_uri):
+                wait_until_answering(self.public_uri, timeout=0)
             _ANSWERING.add(uri)
         return MlflowClient(tracking_uri=uri, registry_uri=uri)
 

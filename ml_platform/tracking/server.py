@@ -1,4 +1,8 @@
-"""A real `mlflow server` on loopback for the local profile (SQLite + local artifacts)."""
+"""A real `mlflow server` on loopback for the local profile (SQLite + local artifacts).
+
+Commands get theirs from `tracking.home_server.home_server` (one per home, shared, never
+outliving its users); `start_mlflow_server` is the bare process, for tests and benchmarks.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ from pathlib import Path
 from ml_platform import settings
 
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+# A fixed default port keeps the run URLs the demo prints valid under `make dev`.
+DEFAULT_PORT = 5000
 
 
 def free_port() -> int:
@@ -34,7 +40,8 @@ def is_healthy(url: str, timeout: float = 1.0) -> bool:
 
 def wait_until_answering(url: str, timeout: float = 120.0) -> None:
     """Block until the server at `url` answers HTTP at all (any status: a server behind auth
-    or without `/health` is up too); a refused connection means it is still starting."""
+    or without `/health` is up too); a refused connection means it is still starting.
+    `timeout=0` tries once. Raises TimeoutError (a transient error) naming the server."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -43,9 +50,12 @@ def wait_until_answering(url: str, timeout: float = 120.0) -> None:
         except urllib.error.HTTPError:
             return
         except OSError as exc:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"MLflow server at {url} not answering after {timeout:.0f}s: "
-                                   f"{exc}") from exc
+            if time.monotonic() >= deadline:
+                reason = getattr(exc, "reason", exc)
+                waited = f" after {timeout:.0f}s" if timeout else ""
+                raise TimeoutError(f"MLflow tracking server {url} is not answering{waited} "
+                                   f"({reason}): check that it runs, or set "
+                                   f"{TRACKING_URI_ENV}") from exc
             time.sleep(0.2)
 
 
@@ -84,9 +94,12 @@ class MlflowServer:
             self.process.wait()
 
 
-def start_mlflow_server(store: Path | None = None, port: int | None = None) -> MlflowServer:
+def start_mlflow_server(store: Path | None = None, port: int | None = None, *,
+                        own_session: bool = True) -> MlflowServer:
     """Start `mlflow server` with a SQLite backend and artifacts under `store`, not waiting
-    for it (it takes seconds to answer: start it early, call `wait_ready` when needed)."""
+    for it (it takes seconds to answer: start it early, call `wait_ready` when needed).
+    `own_session=False` keeps it in the caller's process group (the home server's watchdog
+    stops the server and itself with one signal to the group)."""
     store = store or settings.mlflow_dir()
     store.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
@@ -103,21 +116,7 @@ def start_mlflow_server(store: Path | None = None, port: int | None = None) -> M
            "MLFLOW_DISABLE_TELEMETRY": "true"}
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=own_session
         )
     return MlflowServer(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
 
-
-DEFAULT_PORT = 5000
-
-
-def tracking_server(port: int = DEFAULT_PORT) -> MlflowServer:
-    """The server named by MLFLOW_TRACKING_URI if set, else the one already answering on
-    `port` (say, from `ml-platform dev`), else a new one there (not yet ready: see
-    `wait_ready`). A fixed port keeps the run URLs the demo prints valid under `make dev`."""
-    if uri := os.environ.get(TRACKING_URI_ENV):
-        return MlflowServer(url=uri.rstrip("/"), process=None)
-    url = f"http://127.0.0.1:{port}"
-    if is_healthy(url):
-        return MlflowServer(url=url, process=None)
-    return start_mlflow_server(port=port)

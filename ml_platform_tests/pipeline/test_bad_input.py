@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -86,7 +87,7 @@ CASES = [
 def trained(platform: Platform) -> Platform:
     result = platform.run()
     assert result.success and platform.production() == "1"
-    LandingZone().path("bookings", BAD_DAY.isoformat()).parent.mkdir(parents=True, exist_ok=True)
+    Path(LandingZone().path("bookings", BAD_DAY.isoformat())).parent.mkdir(parents=True, exist_ok=True)
     platform.instance.add_dynamic_partitions("bookings_days", [BAD_DAY.isoformat()])
     return platform
 
@@ -108,7 +109,7 @@ def _versions(platform: Platform) -> int:
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_file_is_stopped_and_nothing_is_lost(trained: Platform, case: Case) -> None:
     platform = trained
-    landed = LandingZone().path("bookings", BAD_DAY.isoformat())
+    landed = Path(LandingZone().path("bookings", BAD_DAY.isoformat()))
     landed.write_bytes(case.make())
     before, versions = platform.production(), _versions(platform)
 
@@ -136,7 +137,7 @@ def test_bad_file_is_stopped_and_nothing_is_lost(trained: Platform, case: Case) 
 
 def test_unexpected_column_warns_but_lets_the_day_through(trained: Platform) -> None:
     platform = trained
-    LandingZone().path("bookings", BAD_DAY.isoformat()).write_bytes(
+    Path(LandingZone().path("bookings", BAD_DAY.isoformat())).write_bytes(
         _parquet(_clean().assign(promo_code="SPRING")))
     result = _run_day(platform, stages=[raw_key("bookings"), validated_key("bookings")])
     assert result.success

@@ -79,7 +79,7 @@ def test_sensor_registers_partitions_and_requests_one_retrain(tmp_path: Path) ->
         assert quiet.run_requests == [] and quiet.dynamic_partitions_requests == []
         # a day landed later: registered and requested alone
         land_days(landing, spec.dataset, dt.date(2026, 2, 4), 1)
-        path = landing.path("bookings", "2026-02-04")
+        path = Path(landing.path("bookings", "2026-02-04"))
         os.utime(path, (path.stat().st_mtime + 5, path.stat().st_mtime + 5))
         later = sensor(dg.build_sensor_context(instance=instance, cursor=quiet.cursor,
                                                resources={"landing": landing}, definitions=defs))

@@ -16,6 +16,8 @@ import pandas as pd
 import pytest
 from dagster_aws.s3 import S3Resource
 
+from ml_platform.storage.day_files import DayWithdrawn
+from ml_platform.storage.interfaces import LakeStore, LandingStore
 from ml_platform.storage.lake import Lake
 from ml_platform.storage.landing import LandingZone
 from ml_platform.storage.s3 import S3Lake, S3LandingZone, pyarrow_uri
@@ -114,6 +116,34 @@ def test_landing_zone_matches_the_local_one(landing: S3LandingZone, tmp_path: Pa
     assert all(abs(t - time.time()) < 300 for t in listed.values())  # moto's clock is ours
     assert landing.manifest("bookings", "2026-03-01") == local.manifest("bookings", "2026-03-01")
     assert landing.read_bytes("bookings", "2026-02-28") == local.read_bytes("bookings", "2026-02-28")
+
+
+def test_interfaces_and_sharing(landing: S3LandingZone, lake: S3Lake) -> None:
+    assert isinstance(landing, LandingStore) and isinstance(lake, LakeStore)
+    assert landing.is_shared is True and lake.is_shared is True
+
+
+def test_listing_ignores_what_is_not_a_day_file(landing: S3LandingZone, endpoint: str) -> None:
+    """Same names ignored for the same reasons as the local zone; a key prefix that looks like
+    a day (a Spark-written folder) is a folder, not a day; a deleted day reads as withdrawn."""
+    client = boto3.client("s3", endpoint_url=endpoint)
+    folder = f"{landing.prefix}/bookings"
+    landing.land("bookings", dt.date(2026, 1, 1), FRAME, {"rows": 2})
+    for key in ("2026-13-45.parquet", "notes.txt", "2026-01-04.parquet/part-0.parquet",
+                "2026-01-05.parquet.tmp", ""):
+        client.put_object(Bucket=BUCKET, Key=f"{folder}/{key}", Body=b"x")
+    listing = landing.scan("bookings")
+    assert list(listing.days) == ["2026-01-01"]
+    day = listing.days["2026-01-01"]
+    assert day.uri == landing.path("bookings", "2026-01-01") and day.size > 0
+    assert {i.name: i.reason for i in listing.ignored} == {
+        "2026-13-45.parquet": "2026-13-45 is not a calendar date",
+        "notes.txt": "not a day file (expected YYYY-MM-DD.parquet)",
+        "2026-01-04.parquet": "a folder (key prefix), not a file",
+    }
+    client.delete_object(Bucket=BUCKET, Key=f"{folder}/2026-01-01.parquet")
+    with pytest.raises(DayWithdrawn, match="no landed file for bookings 2026-01-01"):
+        landing.read_bytes("bookings", "2026-01-01")
 
 
 def test_bad_manifest_names_the_object(landing: S3LandingZone, endpoint: str) -> None:

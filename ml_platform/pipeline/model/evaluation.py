@@ -6,11 +6,11 @@ import dagster as dg
 from ml_platform import names
 from ml_platform.ml.training_set import SPLIT_COLUMN
 from ml_platform.pipeline.model.common import Chain, markdown_metrics
-from ml_platform.pipeline.retries import MLFLOW_RETRY
+from ml_platform.pipeline.retries import MLFLOW_RETRY, fail_fast
 from ml_platform.pipeline.upstream import upstream, upstream_metadata
 from ml_platform.records import EvaluationRecord, TrainedRecord, TrainingSetRecord
 from ml_platform.specs import PromotionSpec
-from ml_platform.storage.lake import Lake
+from ml_platform.storage.interfaces import LakeStore
 from ml_platform.tracking.mlflow_resource import MlflowTracker
 from ml_platform.tracking.scoring import compare_with_champion
 
@@ -37,41 +37,42 @@ def evaluation_asset(chain: Chain) -> dg.AssetsDefinition:
         )],
         **chain.group,
     )
-    def evaluation(context: dg.AssetExecutionContext, lake: Lake,
+    def evaluation(context: dg.AssetExecutionContext, lake: LakeStore,
                    mlflow: MlflowTracker) -> dg.MaterializeResult:
         """Holdout metrics of the candidate and the current champion on the same test split."""
-        model = upstream(context, chain.key("trained"), TrainedRecord)
-        ts = upstream(context, chain.key("training_set"), TrainingSetRecord)
-        if ts.record.training_set_hash != model.record.training_set_hash:
-            raise dg.Failure(
-                f"the candidate was trained on training set {model.record.training_set_hash[:16]}, "
-                f"not on {ts.record.training_set_hash[:16]}: materialize trained again",
-                allow_retries=False)
-        test = lake.read_parquet(ts.record.lake_key)
-        test = test[test[SPLIT_COLUMN] == "test"]
-        champion_version = mlflow.alias_version(chain.name, names.PRODUCTION_ALIAS)
-        cmp = compare_with_champion(spec, mlflow.uri, test, model.record.model_uri, champion_version)
-        record = EvaluationRecord(
-            mlflow_run_id=model.record.mlflow_run_id, model_uri=model.record.model_uri,
-            champion_version=cmp.champion_version or "", gates_passed=cmp.report.passed,
-            gates=cmp.report.summary(), candidate_metrics=cmp.candidate,
-            champion_metrics=cmp.champion or {})
-        champion_label = f"champion v{cmp.champion_version}" if cmp.champion_version else "champion"
-        return dg.MaterializeResult(
-            metadata={
-                **record.to_metadata(),
-                "comparison": dg.MetadataValue.md(markdown_metrics(
-                    {"candidate": cmp.candidate, champion_label: cmp.champion})),
-                "test_rows": len(test),
-                **{f"candidate_{k}": v for k, v in cmp.candidate.items()},
-                **upstream_metadata(("trained", model), ("training_set", ts)),
-            },
-            check_results=[dg.AssetCheckResult(
-                check_name=names.PROMOTION_GATES_CHECK, passed=cmp.report.passed,
-                severity=dg.AssetCheckSeverity.WARN, description=cmp.report.summary(),
-                metadata={r.gate: dg.MetadataValue.text("pass" if r.passed else "FAIL")
-                          for r in cmp.report.results},
-            )],
-        )
+        with fail_fast(mlflow):
+            model = upstream(context, chain.key("trained"), TrainedRecord)
+            ts = upstream(context, chain.key("training_set"), TrainingSetRecord)
+            if ts.record.training_set_hash != model.record.training_set_hash:
+                raise dg.Failure(
+                    f"the candidate was trained on training set {model.record.training_set_hash[:16]}, "
+                    f"not on {ts.record.training_set_hash[:16]}: materialize trained again",
+                    allow_retries=False)
+            test = lake.read_parquet(ts.record.lake_key)
+            test = test[test[SPLIT_COLUMN] == "test"]
+            champion_version = mlflow.alias_version(chain.name, names.PRODUCTION_ALIAS)
+            cmp = compare_with_champion(spec, mlflow.uri, test, model.record.model_uri, champion_version)
+            record = EvaluationRecord(
+                mlflow_run_id=model.record.mlflow_run_id, model_uri=model.record.model_uri,
+                champion_version=cmp.champion_version or "", gates_passed=cmp.report.passed,
+                gates=cmp.report.summary(), candidate_metrics=cmp.candidate,
+                champion_metrics=cmp.champion or {})
+            champion_label = f"champion v{cmp.champion_version}" if cmp.champion_version else "champion"
+            return dg.MaterializeResult(
+                metadata={
+                    **record.to_metadata(),
+                    "comparison": dg.MetadataValue.md(markdown_metrics(
+                        {"candidate": cmp.candidate, champion_label: cmp.champion})),
+                    "test_rows": len(test),
+                    **{f"candidate_{k}": v for k, v in cmp.candidate.items()},
+                    **upstream_metadata(("trained", model), ("training_set", ts)),
+                },
+                check_results=[dg.AssetCheckResult(
+                    check_name=names.PROMOTION_GATES_CHECK, passed=cmp.report.passed,
+                    severity=dg.AssetCheckSeverity.WARN, description=cmp.report.summary(),
+                    metadata={r.gate: dg.MetadataValue.text("pass" if r.passed else "FAIL")
+                              for r in cmp.report.results},
+                )],
+            )
 
     return evaluation

@@ -10,10 +10,9 @@ from ml_platform.ml.training_set import content_hash
 from ml_platform.pipeline.datasets import previous_day_check
 from ml_platform.pipeline.keys import validated_key
 from ml_platform.pipeline.model.common import Chain
-from ml_platform.pipeline.retries import STORAGE_RETRY
+from ml_platform.pipeline.retries import STORAGE_RETRY, fail_fast
 from ml_platform.records import FeaturesRecord
-from ml_platform.storage.lake import Lake
-from ml_platform.storage.landing import LandingZone
+from ml_platform.storage.interfaces import LakeStore, LandingStore
 
 
 def features_asset(chain: Chain) -> dg.AssetsDefinition:
@@ -34,34 +33,35 @@ def features_asset(chain: Chain) -> dg.AssetsDefinition:
         )] if ds.require_previous_day_complete else None,
         **chain.group,
     )
-    def features(context: dg.AssetExecutionContext, lake: Lake,
-                 landing: LandingZone) -> dg.MaterializeResult:
+    def features(context: dg.AssetExecutionContext, lake: LakeStore,
+                 landing: LandingStore) -> dg.MaterializeResult:
         """Feature table over the validated days in the training window (content-hashed)."""
-        days = sorted(context.instance.get_dynamic_partitions(names.day_partitions(ds.name)))
-        window = days[-tr.window_days:] if tr.window_days else days
-        present = [d for d in window if lake.exists(names.validated_lake_key(ds.name, d))]
-        if not present:
-            raise dg.Failure(f"no validated days of {ds.name} in the lake: land and validate data",
-                             allow_retries=False)
-        frame = pd.concat([lake.read_parquet(names.validated_lake_key(ds.name, d)) for d in present],
-                          ignore_index=True)
-        table = build_features(tr.feature_builder, frame, key=ds.key, date_column=ds.date_column,
-                               target=tr.target, keep=spec.group_columns)
-        digest = content_hash(table)
-        record = FeaturesRecord(
-            lake_key=names.features_lake_key(chain.name, digest), content_hash=digest,
-            partitions=present, skipped_partitions=sorted(set(window) - set(present)))
-        lake.write_parquet(record.lake_key, table)
-        return dg.MaterializeResult(
-            metadata={
-                **record.to_metadata(),
-                "path": dg.MetadataValue.path(lake.uri(record.lake_key)),
-                "dagster/row_count": len(table),
-                "preview": dg.MetadataValue.md(table.head(5).to_markdown(index=False)),
-            },
-            data_version=dg.DataVersion(digest[:16]),
-            check_results=[previous_day_check(ds, days, lake, landing)]
-            if ds.require_previous_day_complete else None,
-        )
+        with fail_fast():
+            days = sorted(context.instance.get_dynamic_partitions(names.day_partitions(ds.name)))
+            window = days[-tr.window_days:] if tr.window_days else days
+            present = [d for d in window if lake.exists(names.validated_lake_key(ds.name, d))]
+            if not present:
+                raise dg.Failure(f"no validated days of {ds.name} in the lake: land and validate data",
+                                 allow_retries=False)
+            frame = pd.concat([lake.read_parquet(names.validated_lake_key(ds.name, d)) for d in present],
+                              ignore_index=True)
+            table = build_features(tr.feature_builder, frame, key=ds.key, date_column=ds.date_column,
+                                   target=tr.target, keep=spec.group_columns)
+            digest = content_hash(table)
+            record = FeaturesRecord(
+                lake_key=names.features_lake_key(chain.name, digest), content_hash=digest,
+                partitions=present, skipped_partitions=sorted(set(window) - set(present)))
+            lake.write_parquet(record.lake_key, table)
+            return dg.MaterializeResult(
+                metadata={
+                    **record.to_metadata(),
+                    "path": dg.MetadataValue.path(lake.uri(record.lake_key)),
+                    "dagster/row_count": len(table),
+                    "preview": dg.MetadataValue.md(table.head(5).to_markdown(index=False)),
+                },
+                data_version=dg.DataVersion(digest[:16]),
+                check_results=[previous_day_check(ds, days, lake, landing)]
+                if ds.require_previous_day_complete else None,
+            )
 
     return features

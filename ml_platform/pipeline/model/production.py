@@ -11,7 +11,7 @@ from ml_platform import names
 from ml_platform.names import Tag
 from ml_platform.pipeline.datasets import freshness_policy
 from ml_platform.pipeline.model.common import Chain
-from ml_platform.pipeline.retries import MLFLOW_RETRY
+from ml_platform.pipeline.retries import MLFLOW_RETRY, fail_fast
 from ml_platform.pipeline.upstream import upstream
 from ml_platform.records import EvaluationRecord, PromotionRecord, RegisteredRecord
 from ml_platform.tracking.mlflow_resource import MlflowTracker
@@ -66,10 +66,11 @@ def production_asset(chain: Chain) -> dg.AssetsDefinition:
     def production(context: dg.AssetExecutionContext,
                    mlflow: MlflowTracker) -> Iterator[dg.MaterializeResult]:
         """The model version behind alias `production`, moved only when every gate passes."""
-        candidate = upstream(context, chain.key("registered"), RegisteredRecord)
-        verdict = upstream(context, chain.key("evaluation"), EvaluationRecord)
-        moved = _promote(context, chain, mlflow, candidate.record, verdict.record)
-        if moved is not None:  # no materialization when production stays where it was
-            yield dg.MaterializeResult(metadata=production_metadata(mlflow, moved))
+        with fail_fast(mlflow):
+            candidate = upstream(context, chain.key("registered"), RegisteredRecord)
+            verdict = upstream(context, chain.key("evaluation"), EvaluationRecord)
+            moved = _promote(context, chain, mlflow, candidate.record, verdict.record)
+            if moved is not None:  # no materialization when production stays where it was
+                yield dg.MaterializeResult(metadata=production_metadata(mlflow, moved))
 
     return production

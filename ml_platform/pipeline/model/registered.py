@@ -6,7 +6,7 @@ import dagster as dg
 from ml_platform import names
 from ml_platform.names import Tag
 from ml_platform.pipeline.model.common import Chain
-from ml_platform.pipeline.retries import MLFLOW_RETRY
+from ml_platform.pipeline.retries import MLFLOW_RETRY, fail_fast
 from ml_platform.pipeline.upstream import upstream, upstream_metadata
 from ml_platform.records import EvaluationRecord, RegisteredRecord
 from ml_platform.tracking.mlflow_resource import MlflowTracker
@@ -18,22 +18,23 @@ def registered_asset(chain: Chain) -> dg.AssetsDefinition:
     def registered(context: dg.AssetExecutionContext,
                    mlflow: MlflowTracker) -> dg.MaterializeResult:
         """MLflow model version of the candidate, aliased `candidate`."""
-        verdict = upstream(context, chain.key("evaluation"), EvaluationRecord)
-        run_id = verdict.record.mlflow_run_id
-        run = mlflow.client().get_run(run_id)
-        tags = {k: v for k, v in run.data.tags.items() if k.startswith(Tag.LINKED_PREFIXES)}
-        tags.update({Tag.GATES: verdict.record.gates,
-                     Tag.GATES_PASSED: str(verdict.record.gates_passed).lower()})
-        mv = mlflow.register(chain.name, verdict.record.model_uri, run_id, tags)
-        mlflow.set_alias(chain.name, names.CANDIDATE_ALIAS, mv.version)
-        record = RegisteredRecord(version=str(mv.version), model_uri=f"models:/{chain.name}/{mv.version}",
-                                  mlflow_run_id=run_id, gates=verdict.record.gates,
-                                  gates_passed=verdict.record.gates_passed)
-        return dg.MaterializeResult(metadata={
-            **record.to_metadata(),
-            "registry_url": dg.MetadataValue.url(mlflow.model_version_url(chain.name, record.version)),
-            "mlflow_run_url": dg.MetadataValue.url(mlflow.run_url(run_id)),
-            **upstream_metadata(("evaluation", verdict)),
-        })
+        with fail_fast(mlflow):
+            verdict = upstream(context, chain.key("evaluation"), EvaluationRecord)
+            run_id = verdict.record.mlflow_run_id
+            run = mlflow.client().get_run(run_id)
+            tags = {k: v for k, v in run.data.tags.items() if k.startswith(Tag.LINKED_PREFIXES)}
+            tags.update({Tag.GATES: verdict.record.gates,
+                         Tag.GATES_PASSED: str(verdict.record.gates_passed).lower()})
+            mv = mlflow.register(chain.name, verdict.record.model_uri, run_id, tags)
+            mlflow.set_alias(chain.name, names.CANDIDATE_ALIAS, mv.version)
+            record = RegisteredRecord(version=str(mv.version), model_uri=f"models:/{chain.name}/{mv.version}",
+                                      mlflow_run_id=run_id, gates=verdict.record.gates,
+                                      gates_passed=verdict.record.gates_passed)
+            return dg.MaterializeResult(metadata={
+                **record.to_metadata(),
+                "registry_url": dg.MetadataValue.url(mlflow.model_version_url(chain.name, record.version)),
+                "mlflow_run_url": dg.MetadataValue.url(mlflow.run_url(run_id)),
+                **upstream_metadata(("evaluation", verdict)),
+            })
 
     return registered

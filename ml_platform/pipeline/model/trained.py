@@ -9,6 +9,7 @@ created and the training runs on the profile's compute backend.
 from typing import Any
 
 import dagster as dg
+from dagster._core.errors import DagsterPipesExecutionError  # the training process died
 
 from ml_platform import names, settings
 from ml_platform.compute.request import TrainingRequest
@@ -16,10 +17,10 @@ from ml_platform.compute.trainer import Trainer
 from ml_platform.names import Tag
 from ml_platform.pipeline.code_version import training_code_version
 from ml_platform.pipeline.model.common import Chain
-from ml_platform.pipeline.retries import MLFLOW_RETRY
+from ml_platform.pipeline.retries import MLFLOW_RETRY, fail_fast
 from ml_platform.pipeline.upstream import Upstream, upstream, upstream_metadata
 from ml_platform.records import TrainedRecord, TrainingSetRecord
-from ml_platform.storage.lake import Lake
+from ml_platform.storage.interfaces import LakeStore
 from ml_platform.tracking.mlflow_resource import MlflowTracker
 from ml_platform.tracking.promotion import actor
 
@@ -72,7 +73,7 @@ def _start_or_resume(context: dg.AssetExecutionContext, chain: Chain, mlflow: Ml
 
 
 def _train(context: dg.AssetExecutionContext, chain: Chain, ts: TrainingSetRecord,
-           run_id: str, lake: Lake, mlflow: MlflowTracker, trainer: Trainer) -> dict[str, Any]:
+           run_id: str, lake: LakeStore, mlflow: MlflowTracker, trainer: Trainer) -> dict[str, Any]:
     """Run the training of `run_id` on the compute backend; what its rank 0 reported."""
     mirror = names.checkpoints_lake_key(chain.name, run_id)
     request = TrainingRequest.for_spec(
@@ -97,30 +98,31 @@ def trained_asset(chain: Chain) -> dg.AssetsDefinition:
         code_version=code_version, retry_policy=MLFLOW_RETRY, pool=names.TRAINING_POOL,
         tags={names.RunTag.GPU: str(chain.spec.compute.gpu)}, **chain.group,
     )
-    def trained(context: dg.AssetExecutionContext, config: TrainConfig, lake: Lake,
+    def trained(context: dg.AssetExecutionContext, config: TrainConfig, lake: LakeStore,
                 mlflow: MlflowTracker, trainer: Trainer) -> dg.MaterializeResult:
         """Torch model trained on the training set, logged to one MLflow run."""
-        ts: Upstream[TrainingSetRecord] = upstream(context, chain.key("training_set"),
-                                                   TrainingSetRecord)
-        identity = _identity(chain, ts.record, code_version)
-        reusable = None if config.force else mlflow.find_run(chain.name, identity)
-        if reusable is not None:
-            context.log.info(f"reusing MLflow run {reusable.info.run_id}: same training set and code")
-            run_id, model_uri = reusable.info.run_id, reusable.data.tags[Tag.MODEL_URI]
-            summary: dict[str, Any] = {k: v for k, v in reusable.data.metrics.items()
-                                       if k.startswith("test_")}
-        else:
-            run_id = _start_or_resume(context, chain, mlflow, identity, ts.record)
-            summary = _train(context, chain, ts.record, run_id, lake, mlflow, trainer)
-            model_uri = summary.pop("model_uri")
-        record = TrainedRecord(mlflow_run_id=run_id, model_uri=model_uri,
-                               training_set_hash=ts.record.training_set_hash,
-                               code_version=code_version, reused_run=reusable is not None)
-        return dg.MaterializeResult(metadata={
-            **record.to_metadata(),
-            "mlflow_run_url": dg.MetadataValue.url(mlflow.run_url(run_id)),
-            **upstream_metadata(("training_set", ts)),
-            **{k: v for k, v in summary.items() if isinstance(v, int | float)},
-        })
+        with fail_fast(mlflow, retry_on=(DagsterPipesExecutionError,)):
+            ts: Upstream[TrainingSetRecord] = upstream(context, chain.key("training_set"),
+                                                       TrainingSetRecord)
+            identity = _identity(chain, ts.record, code_version)
+            reusable = None if config.force else mlflow.find_run(chain.name, identity)
+            if reusable is not None:
+                context.log.info(f"reusing MLflow run {reusable.info.run_id}: same training set and code")
+                run_id, model_uri = reusable.info.run_id, reusable.data.tags[Tag.MODEL_URI]
+                summary: dict[str, Any] = {k: v for k, v in reusable.data.metrics.items()
+                                           if k.startswith("test_")}
+            else:
+                run_id = _start_or_resume(context, chain, mlflow, identity, ts.record)
+                summary = _train(context, chain, ts.record, run_id, lake, mlflow, trainer)
+                model_uri = summary.pop("model_uri")
+            record = TrainedRecord(mlflow_run_id=run_id, model_uri=model_uri,
+                                   training_set_hash=ts.record.training_set_hash,
+                                   code_version=code_version, reused_run=reusable is not None)
+            return dg.MaterializeResult(metadata={
+                **record.to_metadata(),
+                "mlflow_run_url": dg.MetadataValue.url(mlflow.run_url(run_id)),
+                **upstream_metadata(("training_set", ts)),
+                **{k: v for k, v in summary.items() if isinstance(v, int | float)},
+            })
 
     return trained
