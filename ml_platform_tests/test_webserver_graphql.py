@@ -12,11 +12,11 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from ml_platform.names import STAGES
+from ml_platform.settings import instance_config
 from ml_platform.specs import load_specs
 from ml_platform.tracking.server import free_port
 
@@ -31,8 +31,7 @@ def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     home = tmp_path_factory.mktemp("webserver")
     port = free_port()
     env = {**os.environ, "DAGSTER_HOME": str(home), "ML_PLATFORM_HOME": str(home)}
-    (home / "dagster.yaml").write_text(
-        (Path(__file__).parents[1] / "dagster.yaml").read_text())
+    (home / "dagster.yaml").write_text(instance_config("local"))
     process = subprocess.Popen(
         [sys.executable, "-m", "dagster_webserver", "-m", "ml_platform.definitions",
          "-h", "127.0.0.1", "-p", str(port)],

@@ -17,8 +17,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml_platform.simulation.drills import corrupt
-from ml_platform.simulation.generators import generate
 from ml_platform.ml.validation import (
     CHECK_DESCRIPTIONS,
     CHECK_NAMES,
@@ -26,6 +24,8 @@ from ml_platform.ml.validation import (
     normalise_dates,
     validate,
 )
+from ml_platform.simulation.drills import corrupt
+from ml_platform.simulation.generators import generate
 from ml_platform.specs import DatasetSpec, load_specs
 
 DAY = dt.date(2024, 5, 17)

@@ -1,5 +1,5 @@
 """Fixtures for pipeline tests: a platform home with landed days, a real SQLite Dagster
-instance from the repository's dagster.yaml, and the session's real MLflow server."""
+instance from the package's `local` instance configuration, and the session's real MLflow server."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def platform(platform_home: Path, request: pytest.FixtureRequest) -> Platform:
     """A home with DAYS landed days; the model name is unique to the test module, so the
     session's shared MLflow server holds nothing of other modules under it."""
     name = f"lp_{request.module.__name__.rsplit('.', 1)[-1].removeprefix('test_')}"
-    prepare_dagster_home()  # the repository's dagster.yaml, as the CLI uses it
+    prepare_dagster_home()  # the package's instance configuration, as the CLI uses it
     instance = dg.DagsterInstance.get()
     p = Platform(platform_home, instance, small_spec(name), MlflowTracker())
     p.land(START, DAYS)

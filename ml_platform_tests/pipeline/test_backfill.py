@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from ml_platform.names import STAGES
 from ml_platform.ops.execute import register_landed_days
 from ml_platform.pipeline.build import build_definitions
 from ml_platform.pipeline.keys import model_key
+from ml_platform.settings import instance_config
 from ml_platform.simulation.landing import land_days
 from ml_platform.specs import load_specs
 from ml_platform.specs.model_spec import SPEC_DIR
@@ -42,7 +42,7 @@ def home(tmp_path_factory: pytest.TempPathFactory, mlflow_server: MlflowServer) 
     spec["dataset"].update(rows_per_day=200, debounce_seconds=3600)  # the sensor stays quiet
     (home / "specs" / "lp_backfill.yaml").write_text(yaml.safe_dump(spec))
     (home / "dagster").mkdir()
-    shutil.copyfile(Path(__file__).parents[2] / "dagster.yaml", home / "dagster" / "dagster.yaml")
+    (home / "dagster" / "dagster.yaml").write_text(instance_config("local"))
     with env(ML_PLATFORM_HOME=str(home), DAGSTER_HOME=str(home / "dagster"),
              ML_PLATFORM_SPEC_DIR=str(home / "specs"), MLFLOW_TRACKING_URI=mlflow_server.url):
         yield home

@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pytest
 import yaml
 
+from ml_platform.settings import instance_config
 from ml_platform.simulation.landing import land_days
 from ml_platform.specs.model_spec import SPEC_DIR
 from ml_platform.storage.landing import LandingZone
@@ -56,7 +55,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, mlflow_server: MlflowServer
     spec["promotion"]["champion_tolerance"] = 5.0
     (specs / f"{MODEL}.yaml").write_text(yaml.safe_dump(spec))
     (home / "dagster").mkdir()
-    shutil.copyfile(Path(__file__).parents[2] / "dagster.yaml", home / "dagster" / "dagster.yaml")
+    (home / "dagster" / "dagster.yaml").write_text(instance_config("local"))
     env = {**os.environ, "ML_PLATFORM_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"),
            "ML_PLATFORM_SPEC_DIR": str(specs), "MLFLOW_TRACKING_URI": mlflow_server.url}
     saved = {k: os.environ.get(k) for k in ("ML_PLATFORM_HOME", "DAGSTER_HOME")}

@@ -10,13 +10,14 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
+import pandas as pd
 import pytest
 from pydantic import BaseModel
 
 from ml_platform import names
 from ml_platform.compute.k8s import render_training_pod
 from ml_platform.compute.request import TrainingRequest
-from ml_platform.ml.validation import validate
+from ml_platform.ml.validation import normalise_dates, validate
 from ml_platform.pipeline.build import build_definitions
 from ml_platform.pipeline.keys import model_key, raw_key, validated_key
 from ml_platform.simulation.generators import generate
@@ -65,6 +66,15 @@ def outcomes(spec: ModelSpec) -> list[tuple[str, bool, str]]:
             for o in validate(frame, spec.dataset, day=DAY, expected_rows=spec.dataset.rows_per_day)]
 
 
+def aware_outcomes(spec: ModelSpec) -> list[tuple[str, bool, str]]:
+    """Validation of a day landed with timezone-aware timestamps, normalised as the pipeline does."""
+    frame = generate("bookings", DAY, 20)
+    frame["booking_date"] = pd.Timestamp(f"{DAY}T09:00", tz="Europe/Berlin")
+    frame = normalise_dates(frame, spec.dataset)
+    return [(o.name, o.passed, o.description)
+            for o in validate(frame, spec.dataset, day=DAY, expected_rows=spec.dataset.rows_per_day)]
+
+
 def asset_keys(spec: ModelSpec) -> list[str]:
     return sorted(k.to_user_string() for k in build_definitions([spec]).resolve_all_asset_keys())
 
@@ -104,6 +114,9 @@ CASES: dict[str, tuple[ModelSpec, dict[str, Any], Observation]] = {
     "dataset.columns": (LP, {"dataset__columns__bedrooms__max": 10}, outcomes),
     "dataset.rows_per_day": (LP, {"dataset__rows_per_day": 20}, outcomes),
     "dataset.min_completeness": (LP, {"dataset__min_completeness": 0.01}, outcomes),
+    "dataset.max_rows_factor": (mutate(LP, dataset__rows_per_day=2), {"dataset__max_rows_factor": 50},
+                                outcomes),
+    "dataset.date_timezone": (LP, {"dataset__date_timezone": "Europe/Berlin"}, aware_outcomes),
     "dataset.freshness.warn_hours": (LP, {"dataset__freshness__warn_hours": 5},
                                      lambda s: asset_spec(s, raw_key(s.dataset.name)).freshness_policy),
     "dataset.freshness.fail_hours": (LP, {"dataset__freshness__fail_hours": 500},
@@ -115,7 +128,9 @@ CASES: dict[str, tuple[ModelSpec, dict[str, Any], Observation]] = {
         LP, {"dataset__require_previous_day_complete": True},
         lambda s: [k.name for k in build_definitions([s]).resolve_asset_graph()
                    .get(model_key(s.name, "features")).check_keys]),
-    "training.task": (FR, {"training__task": "regression", "training__group_column": None},
+    "training.task": (FR, {"training__task": "regression", "training__group_column": None,
+                           "promotion__gates": [{"metric": "mae", "op": "<", "threshold": 1}],
+                           "promotion__primary_metric": "mae"},
                       lambda s: (request(s).task, request(s).query_columns)),
     "training.feature_builder": (LP, {"training__feature_builder": "engagement"},
                                  lambda s: request(s).feature_builder),
