@@ -167,6 +167,16 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0 if all(r["success"] for r in reports) else 1
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from ml_platform.ops.platform import open_platform
+    from ml_platform.ops.status import platform_status, render_status
+
+    with open_platform(mlflow=False) as p:
+        status = platform_status(p)
+    _print(status, args.json, render_status(status))
+    return 0
+
+
 def cmd_history(args: argparse.Namespace) -> int:
     from ml_platform.ops.platform import open_platform, require_model
     from ml_platform.specs import load_specs
@@ -293,6 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable report")
     _mlflow_port(p)
     p.set_defaults(fn=cmd_ingest)
+
+    p = _command(sub, "status", "each dataset's days: due, in flight, rejected (why), done; "
+                 "each model's newest trained day", "ml-platform status --json")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(fn=cmd_status)
 
     p = _command(sub, "history", "every promotion and rollback of a model",
                  "ml-platform history listing_price --json")

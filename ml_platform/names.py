@@ -146,5 +146,8 @@ class RunTag:
     TRIGGER: Final = "ml_platform/trigger"
     DAYS: Final = "ml_platform/days"
     GPU: Final = "ml_platform/gpu"
+    HOST: Final = "ml_platform/host"
+    PID: Final = "ml_platform/pid"
+    """The host and process of a command that ran the run in process (orphan detection)."""
     PARTITION_RANGE_START: Final = "dagster/asset_partition_range_start"
     PARTITION_RANGE_END: Final = "dagster/asset_partition_range_end"

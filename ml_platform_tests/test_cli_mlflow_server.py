@@ -34,7 +34,7 @@ def test_demo_never_writes_into_an_unrelated_server(tmp_path: Path) -> None:
             env=env, capture_output=True, text=True, timeout=600)
         assert f"port {port} is in use by another server" in done.stderr, done.stderr[-3000:]
         assert "listing_price" in done.stdout, done.stdout[-3000:] + done.stderr[-3000:]
-        client = MlflowClient(unrelated.url)
+        client = MlflowClient(unrelated.url, registry_uri=unrelated.url)
         assert [e.name for e in client.search_experiments()] == ["Default"]
         assert client.search_registered_models() == []
         assert is_healthy(unrelated.url)

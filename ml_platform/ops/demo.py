@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ml_platform.ops.execute import register_landed_days, run_model_pipeline
+from ml_platform.ops.execute import fail_dead_runs, register_landed_days, run_model_pipeline
 from ml_platform.ops.lineage import lineage, render
 from ml_platform.ops.platform import Platform
 from ml_platform.pipeline.build import build_definitions
@@ -15,6 +15,7 @@ def run_demo(p: Platform, *, days: int, models: list[str] | None, retrain: bool)
     retrain on the current training set, then gates and promotion). Prints each production
     version with its lineage; returns the number of models that did not reach production."""
     specs = [p.spec(m) for m in models] if models else p.specs
+    fail_dead_runs(p.instance)  # runs a killed command left STARTED
     for ds in {s.dataset.name: s.dataset for s in specs}.values():
         landed = land_days(p.landing, ds, default_start(days), days)
         print(f"{ds.name}: {sum(x.written for x in landed)} day(s) landed, "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,8 @@ import dagster as dg
 
 from ml_platform import names, settings
 from ml_platform.names import RunTag
-from ml_platform.pipeline.keys import model_key, raw_key
+from ml_platform.pipeline.day_state import day_states, due
+from ml_platform.pipeline.keys import model_key
 from ml_platform.pipeline.partitions import day_partitions
 from ml_platform.pipeline.sensors import partition_range_tags
 from ml_platform.specs import ModelSpec
@@ -57,7 +59,7 @@ def run_model_pipeline(defs: dg.Definitions, spec: ModelSpec, instance: dg.Dagst
         raise ValueError(f"no landed days of {spec.dataset.name}: run `ml-platform simulate` first")
     job = defs.resolve_job_def(names.pipeline_job(spec.name))
     trained = model_key(spec.name, "trained").to_python_identifier()
-    tags = {RunTag.TRIGGER: "cli"}
+    tags = {RunTag.TRIGGER: "cli", **_process_tags()}
     if not retrain_only:
         tags |= {RunTag.PARTITION_RANGE_START: days[0], RunTag.PARTITION_RANGE_END: days[-1]}
     return job.execute_in_process(
@@ -72,25 +74,42 @@ def run_model_pipeline(defs: dg.Definitions, spec: ModelSpec, instance: dg.Dagst
     )
 
 
-def _last_ingested(instance: dg.DagsterInstance, dataset: str) -> dict[str, float]:
-    """When each day of `dataset` was last copied from the landing zone (by `raw`)."""
-    latest: dict[str, float] = {}
-    cursor = None
-    while True:  # newest first, a page at a time (the event log caps a page at 10,000)
-        page = instance.fetch_materializations(raw_key(dataset), limit=10_000, cursor=cursor)
-        for record in page.records:
-            if record.partition_key and record.partition_key not in latest:
-                latest[record.partition_key] = record.timestamp
-        if not page.has_more:
-            return latest
-        cursor = page.cursor
-
-
 def due_days(instance: dg.DagsterInstance, landing: LandingStore, dataset: str) -> list[str]:
-    """Landed days never ingested, or landed again since they were."""
-    ingested = _last_ingested(instance, dataset)
-    return sorted(d for d, mtime in landing.listing(dataset).items()
-                  if d not in ingested or mtime > ingested[d])
+    """Landed days never ingested, landed again since they were, or ingested by a run that
+    failed or was killed (see `pipeline.day_state`)."""
+    return due(day_states(instance, dataset, landing.listing(dataset)))
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Mark failed the runs a command of this machine started in process and left STARTED when
+    it died (killed, out of memory): their days become due again. Returns their run ids. (The
+    daemon's run monitoring does the same for the runs it launched.)"""
+    host = socket.gethostname()
+    dead = []
+    records = instance.get_runs(dg.RunsFilter(
+        statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING],
+        tags={RunTag.HOST: host}))
+    for run in records:
+        pid = run.tags.get(RunTag.PID, "")
+        if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+            instance.report_run_failed(run, f"the process that ran it ({host}:{pid}) is gone")
+            dead.append(run.run_id)
+    return dead
+
+
+def _process_tags() -> dict[str, str]:
+    """Tags naming this process, so a later command can tell whether its runs are orphans."""
+    return {RunTag.HOST: socket.gethostname(), RunTag.PID: str(os.getpid())}
 
 
 def ingest(defs: dg.Definitions, dataset: str, instance: dg.DagsterInstance,
@@ -98,14 +117,20 @@ def ingest(defs: dg.Definitions, dataset: str, instance: dg.DagsterInstance,
     """The landing sensor's work, once and synchronously: register landed days, validate the
     due ones and retrain, gate and promote every model downstream. Returns what happened."""
     register_landed_days(instance, landing, dataset)
-    days = due_days(instance, landing, dataset)
-    report: dict[str, Any] = {"dataset": dataset, "days": days, "run_id": None}
+    repaired = fail_dead_runs(instance)
+    states = day_states(instance, dataset, landing.listing(dataset))
+    days = due(states)
+    report: dict[str, Any] = {
+        "dataset": dataset, "days": days, "run_id": None, "repaired_runs": repaired,
+        "rejected_days": {s.day: s.reason for s in states if s.state == "rejected"},
+        "ignored": [str(i) for i in landing.scan(dataset).ignored],
+    }
     if not days:
         return {**report, "success": True, "note": "nothing new in the landing zone"}
     ordered = instance.get_dynamic_partitions(day_partitions(dataset).name)
     result = defs.resolve_job_def(names.retrain_job(dataset)).execute_in_process(
         instance=instance, raise_on_error=False,
-        tags={**partition_range_tags(ordered, days), RunTag.TRIGGER: "ingest"},
+        tags={**partition_range_tags(ordered, days), RunTag.TRIGGER: "ingest", **_process_tags()},
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
     )
     materialized = sorted({e.asset_key.to_user_string()

@@ -25,6 +25,7 @@ from ml_platform.pipeline.keys import raw_key, validated_key
 from ml_platform.pipeline.partitions import day_partitions
 from ml_platform.pipeline.retries import STORAGE_RETRY, fail_fast
 from ml_platform.specs import DatasetSpec
+from ml_platform.storage.day_files import LandingError
 from ml_platform.storage.interfaces import LakeStore, LandingStore
 
 
@@ -34,16 +35,23 @@ def freshness_policy(hours_warn: float, hours_fail: float) -> dg.FreshnessPolicy
     )
 
 
+class Unreadable(ValueError):
+    """A landed file that is not a readable Parquet file (empty, truncated, foreign)."""
+
+
 def _parquet_rows(data: bytes, source: str) -> int:
     try:
         return pq.ParquetFile(io.BytesIO(data)).metadata.num_rows
     except Exception as exc:  # pyarrow raises several types for truncated/foreign files
-        raise dg.Failure(f"{source} is not a readable Parquet file: {exc}",
-                         allow_retries=False) from exc
+        raise Unreadable(f"{source} is not a readable Parquet file: "
+                         f"{' '.join(str(exc).split()) or type(exc).__name__}") from exc
 
 
-def _combine(name: str, by_day: dict[str, list[CheckOutcome]]) -> dg.AssetCheckResult:
-    """One check result over every day of the run, naming each failing day."""
+def _combine(name: str, by_day: dict[str, list[CheckOutcome]], *,
+             blocks: bool) -> dg.AssetCheckResult:
+    """One check result over every day of the run, naming each failing day. A failure blocks
+    what follows in the run (ERROR) only when `blocks`: no day of the run was stored. When
+    some were, the rejected days are left out of the lake and the others go on (WARN)."""
     outcomes = {day: next(o for o in found if o.name == name) for day, found in by_day.items()}
     failed = {day: o for day, o in outcomes.items() if not o.passed}
     if failed:
@@ -52,15 +60,23 @@ def _combine(name: str, by_day: dict[str, list[CheckOutcome]]) -> dg.AssetCheckR
     else:
         text = next(iter(outcomes.values())).description if len(outcomes) == 1 else (
             f"passed on all {len(outcomes)} days")
+    error = name not in WARN_CHECKS and blocks
     return dg.AssetCheckResult(
         check_name=name,
         passed=not failed,
-        severity=dg.AssetCheckSeverity.WARN if name in WARN_CHECKS else dg.AssetCheckSeverity.ERROR,
+        severity=dg.AssetCheckSeverity.ERROR if error else dg.AssetCheckSeverity.WARN,
         description=text,
         metadata={"failed_days": dg.MetadataValue.json(
             {day: {"description": o.description, **o.metadata} for day, o in failed.items()}
         ), "days_checked": len(outcomes)},
     )
+
+
+def _unreadable_outcomes(day: str, reason: str) -> list[CheckOutcome]:
+    """A day whose file could not be read fails the schema check with the reason."""
+    return [CheckOutcome(name, name != "schema", f"{day}: {reason}" if name == "schema" else
+                         f"{day}: not checked (unreadable)")
+            for name in CHECK_NAMES]
 
 
 PREVIOUS_DAY_CHECK = names.PREVIOUS_DAY_CHECK
@@ -109,18 +125,26 @@ def dataset_assets(ds: DatasetSpec) -> list[dg.AssetsDefinition]:
     )
     def raw(context: dg.AssetExecutionContext, landing: LandingStore,
             lake: LakeStore) -> dg.MaterializeResult:
-        """Landed files, one per day, copied byte for byte into the lake."""
+        """Landed files, one per day, copied byte for byte into the lake. A file that cannot
+        be read (empty, truncated, not Parquet, withdrawn) is recorded with the reason and
+        left out; the other days of the run go on."""
         with fail_fast():
-            files = {}
+            files, unreadable = {}, {}
             for day in context.partition_keys:
                 source = str(landing.path(ds.name, day))
-                data = landing.read_bytes(ds.name, day)
-                rows = _parquet_rows(data, source)
+                try:
+                    data = landing.read_bytes(ds.name, day)
+                    rows = _parquet_rows(data, source)
+                except (LandingError, Unreadable) as exc:
+                    unreadable[day] = str(exc)
+                    context.log.error(f"{ds.name} {day}: {exc}")
+                    continue
                 lake.write_bytes(raw_lake_key(ds.name, day), data)
                 files[day] = {"file": source, "rows": rows,
                               "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
             return dg.MaterializeResult(metadata={
                 "landed_files": dg.MetadataValue.json(files),
+                "unreadable_days": dg.MetadataValue.json(unreadable),
                 "rows": sum(f["rows"] for f in files.values()),
                 "days": len(files),
             })
@@ -142,13 +166,19 @@ def dataset_assets(ds: DatasetSpec) -> list[dg.AssetsDefinition]:
         """Landed days that passed every data-quality check; failing days are never stored,
         so a bad file can't replace a good day already in the lake."""
         with fail_fast():
+            unreadable = _unreadable_of_run(context, raw.key)
             by_day: dict[str, list[CheckOutcome]] = {}
             stored, rejected = [], []
             for day in context.partition_keys:
+                if day in unreadable:
+                    by_day[day] = _unreadable_outcomes(day, unreadable[day])
+                    rejected.append(day)
+                    continue
                 frame = normalise_dates(pd.read_parquet(lake.uri(raw_lake_key(ds.name, day))), ds)
                 manifest = landing.manifest(ds.name, day) or {}
                 expected = int(manifest.get("expected_rows", ds.rows_per_day))
-                outcomes = validate(frame, ds, day=dt.date.fromisoformat(day), expected_rows=expected)
+                outcomes = validate(frame, ds, day=dt.date.fromisoformat(day),
+                                    expected_rows=expected)
                 by_day[day] = outcomes
                 if not any(o.blocks for o in outcomes):
                     lake.write_parquet(validated_lake_key(ds.name, day), frame[list(ds.columns)])
@@ -156,11 +186,26 @@ def dataset_assets(ds: DatasetSpec) -> list[dg.AssetsDefinition]:
                 else:
                     rejected.append(day)
                     failed = [f"{o.name}: {o.description}" for o in outcomes if o.blocks]
-                    context.log.error(f"{ds.name} ({landing.path(ds.name, day)}) failed validation, "
-                                      "not stored: " + "; ".join(failed))
+                    context.log.error(f"{ds.name} ({landing.path(ds.name, day)}) failed "
+                                      "validation, not stored: " + "; ".join(failed))
             return dg.MaterializeResult(
-                metadata={"stored_days": len(stored), "rejected_days": dg.MetadataValue.json(rejected)},
-                check_results=[_combine(name, by_day) for name in CHECK_NAMES],
+                metadata={"stored_days": len(stored),
+                          "rejected_days": dg.MetadataValue.json(rejected),
+                          "rejections": dg.MetadataValue.json({
+                              day: [o.description for o in by_day[day] if o.blocks]
+                              or [unreadable.get(day, "")] for day in rejected})},
+                check_results=[_combine(name, by_day, blocks=not stored) for name in CHECK_NAMES],
             )
 
     return [raw, validated]
+
+
+def _unreadable_of_run(context: dg.AssetExecutionContext, raw: dg.AssetKey) -> dict[str, str]:
+    """The days `raw` could not read in this run (none when this run did not copy them)."""
+    records = context.instance.get_records_for_run(
+        context.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+    for record in records:
+        if record.asset_key == raw and record.asset_materialization is not None:
+            value = record.asset_materialization.metadata.get("unreadable_days")
+            return dict(getattr(value, "value", None) or {})
+    return {}

@@ -14,6 +14,7 @@ import dagster as dg
 
 from ml_platform import names
 from ml_platform.names import RunTag
+from ml_platform.pipeline.day_state import day_states
 from ml_platform.pipeline.keys import raw_key, validated_key
 from ml_platform.pipeline.partitions import day_partitions
 from ml_platform.specs import DatasetSpec
@@ -28,6 +29,8 @@ class LandingCursor:
     last_arrival: float = 0.0
     reported: list[str] = field(default_factory=list)
     """Landing-zone entries already reported as ignored (not a day file): reported once."""
+    retries: dict[str, list[float]] = field(default_factory=dict)
+    """Days whose run failed: `[attempts so far, not before (epoch seconds)]`."""
 
     @classmethod
     def parse(cls, raw: str | None) -> "LandingCursor":
@@ -51,7 +54,7 @@ def plan_tick(cursor: LandingCursor, listing: dict[str, float], now: float,
     new = sorted(d for d, t in listing.items()
                  if t > cursor.watermark or (t == cursor.watermark and d not in seen_at_mark))
     nxt = LandingCursor(cursor.watermark, list(cursor.at_watermark), list(cursor.pending),
-                        cursor.last_arrival, list(cursor.reported))
+                        cursor.last_arrival, list(cursor.reported), dict(cursor.retries))
     if new:
         mark = max(listing[d] for d in new)
         if mark > nxt.watermark:
@@ -63,6 +66,26 @@ def plan_tick(cursor: LandingCursor, listing: dict[str, float], now: float,
         run_days, nxt.pending = nxt.pending, []
         return TickPlan(new, run_days, nxt)
     return TickPlan(new, [], nxt)
+
+
+RETRY_FIRST_DELAY_S = 60.0
+
+
+def plan_retries(retries: dict[str, list[float]], failed: list[str], now: float,
+                 max_delay_s: float) -> tuple[list[str], dict[str, list[float]]]:
+    """Which of the `failed` days (ingested by a run that failed) to request again now, and the
+    retry state to keep: a day is retried at once, then after 1, 2, 4, ... minutes, at most
+    `max_delay_s` apart, so a persistent failure does not spin. Days no longer failed are
+    forgotten."""
+    kept, now_due = {}, []
+    for day in failed:
+        attempts, not_before = retries.get(day, [0.0, 0.0])
+        if now >= not_before:
+            now_due.append(day)
+            delay = min(RETRY_FIRST_DELAY_S * 2 ** attempts, max_delay_s)
+            attempts, not_before = attempts + 1, now + delay
+        kept[day] = [attempts, not_before]
+    return now_due, kept
 
 
 def retrain_job(ds: DatasetSpec):  # -> UnresolvedAssetJobDefinition (not exported by dagster)
@@ -91,11 +114,14 @@ def landing_sensor(ds: DatasetSpec) -> dg.SensorDefinition:
         minimum_interval_seconds=ds.sensor_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"New files in the {ds.name} landing zone: register, validate, retrain "
-                    f"(one run per burst, after {ds.debounce_seconds:g}s without new files).",
+                    f"(one run per burst, after {ds.debounce_seconds:g}s without new files). "
+                    f"Days whose run failed are taken up again, at most "
+                    f"{ds.retry_max_hours:g}h apart.",
     )
     def _sensor(context: dg.SensorEvaluationContext, landing: LandingStore) -> dg.SensorResult:
         listing = landing.scan(ds.name)
-        plan = plan_tick(LandingCursor.parse(context.cursor), listing.mtimes, time.time(),
+        now = time.time()
+        plan = plan_tick(LandingCursor.parse(context.cursor), listing.mtimes, now,
                          ds.debounce_seconds)
         ignored = listing.newly_ignored(plan.cursor.reported)
         for entry in ignored:
@@ -103,14 +129,20 @@ def landing_sensor(ds: DatasetSpec) -> dg.SensorDefinition:
         plan.cursor.reported = sorted({*plan.cursor.reported, *(i.key for i in ignored)})
         known = context.instance.get_dynamic_partitions(partitions.name)
         to_add = [d for d in plan.new_days if d not in set(known)]
+        failed = [s.day for s in day_states(context.instance, ds.name, listing.mtimes)
+                  if s.state == "due" and s.run_id]
+        retry, plan.cursor.retries = plan_retries(plan.cursor.retries, failed, now,
+                                                  ds.retry_max_hours * 3600)
+        run_days = sorted({*plan.run_days, *retry})
         requests = []
-        if plan.run_days:
+        if run_days:
             ordered = [*known, *to_add]
             requests.append(dg.RunRequest(
-                run_key=f"{ds.name}:{plan.cursor.watermark}:{','.join(plan.run_days)}",
-                tags={**partition_range_tags(ordered, plan.run_days),
-                      RunTag.TRIGGER: "landing_sensor",
-                      RunTag.DAYS: ",".join(plan.run_days)[:4000]},
+                run_key=f"{ds.name}:{plan.cursor.watermark}:{','.join(run_days)}"
+                        + (f":retry-{now:.0f}" if retry else ""),
+                tags={**partition_range_tags(ordered, run_days),
+                      RunTag.TRIGGER: "landing_sensor" if plan.run_days else "retry",
+                      RunTag.DAYS: ",".join(run_days)[:4000]},
             ))
         return dg.SensorResult(
             run_requests=requests,

@@ -80,6 +80,9 @@ class DatasetSpec(_Frozen):
     debounce_seconds: float = Field(
         60, ge=0, description="the landing sensor waits this long after the last new file of a "
                               "burst, then requests one run for the whole burst")
+    retry_max_hours: float = Field(
+        24, gt=0, description="a day whose run failed is taken up again by the landing sensor "
+                              "after 1, 2, 4, ... minutes, at most this many hours apart")
     require_previous_day_complete: bool = Field(
         False, description="training waits until the day before the newest landed day has "
                            "passed validation (completeness included)")

@@ -1,7 +1,8 @@
 """End to end with the real daemon: `dagster-daemon` and `mlflow server` run as processes; files
 land in the landing folder; the landing sensor registers them and launches the retrain run
 (a real run worker process, which starts the real training process); a new model version is
-registered and promoted; a corrupt day then fails its blocking check, production stays, and the
+registered and promoted; a corrupt day then fails its blocking check, production stays; a burst
+of a good day and a bad sibling trains on the good day alone; and the
 daemon keeps running. The spec is the shipped one with fewer epochs and short sensor timings."""
 
 from __future__ import annotations
@@ -124,4 +125,15 @@ def test_sensor_retrains_promotes_and_stops_bad_data(daemon: dict[str, Any]) -> 
     assert bad_day.isoformat() in schema.description and "nightly_price" in schema.description
     assert tracker.alias_version(MODEL, "production") == "2"
     assert len(tracker.client().search_model_versions(f"name = '{MODEL}'")) == 2
+
+    # a burst of a good day and a bad sibling: the bad one is rejected, the good one trains
+    good, sibling = START + dt.timedelta(days=7), START + dt.timedelta(days=8)
+    _land(daemon, good, 2, corruption="wrong_dtype")
+    fourth = _wait("the mixed burst's run", lambda: _finished(instance, sibling), daemon)
+    assert fourth.status == dg.DagsterRunStatus.SUCCESS, (daemon["home"] / "daemon.log").read_text()
+    newest = max(tracker.client().search_model_versions(f"name = '{MODEL}'"),
+                 key=lambda v: int(v.version))
+    assert newest.version == "3" and newest.tags["dagster.run_id"] == fourth.run_id
+    assert newest.tags["dagster.partitions"].endswith(f"{good.isoformat()} (7)")  # no rejected day
+    assert len(_runs_for(instance, sibling)) == 1  # rejected: not retried
     assert process.poll() is None  # the daemon is still running
