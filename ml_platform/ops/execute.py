@@ -103,6 +103,8 @@ def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
         pid = run.tags.get(RunTag.PID, "")
         if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
             instance.report_run_failed(run, f"the process that ran it ({host}:{pid}) is gone")
+            # its claim on the `training` pool would otherwise hold the next training forever
+            instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
             dead.append(run.run_id)
     return dead
 
