@@ -9,6 +9,7 @@ from ml_platform.specs.model_spec import (
     ModelSpec,
     PromotionSpec,
     TrainingSpec,
+    check_cron,
     load_spec,
     load_specs,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "ModelSpec",
     "PromotionSpec",
     "TrainingSpec",
+    "check_cron",
     "load_spec",
     "load_specs",
 ]
