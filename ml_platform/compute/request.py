@@ -30,7 +30,17 @@ class TrainingRequest:
     shuffle_labels: bool = False
     pip_requirements: list[str] = field(default_factory=list)
     query_columns: list[str] = field(default_factory=list)
-    """Ranking: the columns naming one query (date, user); its metrics are per query."""
+    """Ranking: the columns naming one query (date and the spec's `training.group_column`):
+    the listwise loss and the ranking metrics are per query."""
+    loss: str = ""
+    """`mse` or `listwise_softmax` (ranking only); empty: the task's default
+    (`ml.train.default_loss`: listwise for ranking, MSE for regression)."""
+    training_set_hash: str = ""
+    """The training set's content hash: the digest of the run's datasets. Empty: the run's
+    `ml_platform.training_set_hash` tag."""
+    partitions: list[str] = field(default_factory=list)
+    """The raw partitions (days) the training set was built from, tagged on the run's datasets.
+    Empty: the run's `dagster.partitions` tag."""
     processes: int = 1
     """Training processes per node (one per GPU on GPU nodes): more than one trains with DDP."""
     nodes: int = 1

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import feature_transforms  # the model's code/ folder, put on sys.path by MLflow
 import mlflow
 import numpy as np
 import pandas as pd
@@ -26,8 +25,12 @@ class RawRowsModel(PythonModel):
     """Applies the training feature code to raw rows, then the exported network."""
 
     def load_context(self, context: PythonModelContext) -> None:
+        # From the model's code/ folder, which MLflow puts on sys.path when it loads the model
+        # (not yet when it runs this file at logging time: hence imported here).
+        import feature_transforms
         import torch
 
+        self.transforms = feature_transforms
         self.config: dict[str, Any] = dict(context.model_config)
         self.network = torch.export.load(context.artifacts["network"]).module()
 
@@ -38,7 +41,7 @@ class RawRowsModel(PythonModel):
         from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
         try:
-            return feature_transforms.transform(rows, self.config)
+            return self.transforms.transform(rows, self.config)
         except ValueError as exc:
             raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from exc
 
