@@ -25,6 +25,8 @@ _VOCABULARIES: dict[str, dict[str, list[str]]] = {
     "bookings": {"neighbourhood": list(NEIGHBOURHOODS), "room_type": list(ROOM_TYPES)},
     "engagement": {"user_segment": list(SEGMENTS), "item_category": list(CATEGORIES)},
 }
+FEATURE_BUILDERS: tuple[str, ...] = tuple(_VOCABULARIES)
+"""The feature builders a spec's `training.feature_builder` may name."""
 # Columns that, with the date, name one query (a user's feed of a day) when the spec names no
 # group column: the engagement builder's default.
 GROUP_COLUMNS: dict[str, tuple[str, ...]] = {"engagement": ("user_id",)}

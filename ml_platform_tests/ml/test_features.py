@@ -1,7 +1,7 @@
 """Unit tests of `ml_platform.ml.features`: the bookings feature builder's column order (raw
-columns kept under their names, prefixed features), float32 dtype, absence of NaNs, one-hot encodings, row alignment with its input and the
-builder registry's error for an unknown name. Input rows come from the real synthetic
-generator; nothing is faked."""
+columns kept under their names, prefixed features), float32 dtype, absence of NaNs, one-hot
+encodings, row alignment with its input and the builder registry's error for an unknown name.
+Input rows come from the real synthetic generator; nothing is faked."""
 
 from __future__ import annotations
 
