@@ -12,7 +12,7 @@ import pandas as pd
 from ml_platform import settings
 from ml_platform.compute.request import TrainingRequest
 from ml_platform.compute.trainer import Trainer
-from ml_platform.ml.features import build_features, query_columns
+from ml_platform.ml.features import build_features
 from ml_platform.ml.training_set import SPLIT_COLUMN, content_hash, make_training_set
 from ml_platform.pipeline.code_version import training_code_version
 from ml_platform.pipeline.datasets import (
@@ -126,8 +126,7 @@ def model_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
             lake.read_parquet(upstream["lake_key"]), key=ds.key,
             valid_fraction=tr.valid_fraction, test_fraction=tr.test_fraction, seed=tr.seed,
             # a ranking query (a user's feed of a day) stays whole within one split
-            split_by=query_columns(tr.feature_builder, ds.date_column)
-            if tr.task == "ranking" else (),
+            split_by=spec.query_columns,
         )
         digest = content_hash(frame)
         lake_key = f"{name}/training_set/{digest[:16]}.parquet"
@@ -184,8 +183,8 @@ def model_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
                 hidden=list(tr.hidden), epochs=tr.epochs, batch_size=tr.batch_size,
                 learning_rate=tr.learning_rate, weight_decay=tr.weight_decay, seed=tr.seed,
                 shuffle_labels=tr.shuffle_labels,
-                query_columns=list(query_columns(tr.feature_builder, ds.date_column))
-                if tr.task == "ranking" else [],
+                query_columns=list(spec.query_columns),
+                training_set_hash=ts["training_set_hash"], partitions=list(ts["partitions"]),
                 processes=spec.compute.processes, nodes=spec.compute.nodes,
                 pip_requirements=[f"torch=={installed_version('torch').split('+')[0]}",
                                   f"mlflow=={installed_version('mlflow')}"],
