@@ -79,6 +79,14 @@ def input_example(raw: pd.DataFrame, date_column: str, rows: int = 5) -> pd.Data
     return example
 
 
+def default_requirements() -> list[str]:
+    """What the served model imports, at the versions installed here."""
+    from importlib.metadata import version
+
+    return [f"mlflow=={version('mlflow')}", f"torch=={version('torch').split('+')[0]}",
+            f"pandas=={version('pandas')}", f"numpy=={version('numpy')}"]
+
+
 def log_raw_rows_model(network: nn.Module, config: feature_transforms.Config,
                        raw: pd.DataFrame, *, output: str, pip_requirements: list[str] | None,
                        metadata: dict[str, Any]) -> ModelInfo:
@@ -99,7 +107,8 @@ def log_raw_rows_model(network: nn.Module, config: feature_transforms.Config,
             model_config=config,
             signature=raw_signature(raw, list(feature_transforms.inputs(config)), output),
             input_example=input_example(raw, config["date_column"]),
-            pip_requirements=pip_requirements or None,
+            # Given, never inferred: inference loads the model in a subprocess (seconds).
+            pip_requirements=pip_requirements or default_requirements(),
             metadata={**metadata, "feature_names": names,
                       "input_columns": list(feature_transforms.inputs(config))},
         )

@@ -68,13 +68,12 @@ def _kind_ok(series: pd.Series, kind: str) -> bool:
     if kind == "bool":
         return ptypes.is_bool_dtype(series)
     if kind == "string":
-        return ptypes.is_string_dtype(series) or (
-            ptypes.is_object_dtype(series) and series.map(type).eq(str).all())
-    # date: datetime64, or dates / ISO strings that parse
+        return ptypes.is_string_dtype(series)  # object columns: pandas checks the values
+    # date: datetime64, or dates / ISO strings that parse (checked on the few distinct values)
     if ptypes.is_datetime64_any_dtype(series):
         return True
     try:
-        pd.to_datetime(series, format="ISO8601")
+        pd.to_datetime(pd.Series(series.unique()), format="ISO8601")
     except (TypeError, ValueError):
         return False
     return True

@@ -135,7 +135,7 @@ def test_run_records_what_the_seed_names(which: str, per_epoch: tuple[str, ...],
         assert sorted(steps) == list(range(1, epochs + 1)), metric
     assert absent not in run.data.metrics  # per-task names only
     assert run.data.params["task"] == trained.spec.training.task
-    assert run.data.params["loss"] == ("listwise_softmax" if which == "ranking" else "mse")
+    assert run.data.params["loss"] == ("lambdarank" if which == "ranking" else "mse")
     assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= set(
         run.data.metrics)
 

@@ -1,7 +1,7 @@
 """Learnability of `feed_ranking` with the shipped spec's settings: `window_days` days of
 `rows_per_day` generated impressions go through the `engagement` feature builder and a
 query-whole training set; the MLP of `ml.train` with the spec's hidden sizes, epochs, batch size,
-learning rate and seed, trained listwise (softmax cross-entropy per user-day), ranks the held-out
+learning rate and seed, trained with its ranking default (LambdaRank per user-day), ranks the held-out
 user-days past the promotion gate (NDCG@10 > 0.78; ~0.89 measured) and reports NDCG@10 and
 precision@10 of the validation queries every epoch, while random scores, the legacy ranker's
 slot order and any single signal stay below it. Real torch on one CPU thread, a few seconds;
@@ -19,7 +19,7 @@ import torch
 from ml_platform.ml.data import generate
 from ml_platform.ml.features import build_features, feature_columns, query_ids
 from ml_platform.ml.metrics import metrics_for, ndcg_at_k
-from ml_platform.ml.train import TrainParams, TrainResult, train_network
+from ml_platform.ml.train import TrainParams, TrainResult, default_loss, train_network
 from ml_platform.ml.training_set import SPLIT_COLUMN, make_training_set
 from ml_platform.specs import ModelSpec, load_specs
 
@@ -51,7 +51,7 @@ def _train_and_score(spec: ModelSpec, ts: pd.DataFrame) -> tuple[TrainResult, np
     parts = {s: ts[ts[SPLIT_COLUMN] == s] for s in ("train", "valid", "test")}
     params = TrainParams(hidden=tr.hidden, epochs=tr.epochs, batch_size=tr.batch_size,
                          learning_rate=tr.learning_rate, seed=tr.seed, task="ranking",
-                         loss="listwise_softmax")
+                         loss=default_loss(tr.task))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small batches: one thread is fastest and deterministic
     try:

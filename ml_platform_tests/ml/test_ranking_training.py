@@ -1,5 +1,6 @@
-"""Unit tests of ranking in `ml_platform.ml.train`: the listwise softmax cross-entropy in torch
-equals its numpy definition in `ml.metrics` and ignores queries without a click; an epoch's
+"""Unit tests of ranking in `ml_platform.ml.train`: LambdaRank equals a pair-by-pair
+computation of its definition and is the ranking default; the listwise softmax cross-entropy
+in torch equals its numpy definition in `ml.metrics` and ignores queries without a click; an epoch's
 batches hold whole queries of about `batch_size` rows; a ranking training reports the ranking
 metrics every epoch and resumes from its checkpoint exactly; bad loss/task combinations are
 refused. Real torch on CPU over small generated feeds; nothing is faked."""
@@ -17,7 +18,14 @@ import torch
 from ml_platform.ml.engagement import generate_engagement
 from ml_platform.ml.features import build_features, feature_columns, query_ids
 from ml_platform.ml.metrics import listwise_softmax_loss
-from ml_platform.ml.train import TrainParams, _Queries, listwise_softmax, train_network
+from ml_platform.ml.train import (
+    TrainParams,
+    _Queries,
+    default_loss,
+    lambdarank,
+    listwise_softmax,
+    train_network,
+)
 from ml_platform.ml.training_set import SPLIT_COLUMN, make_training_set
 
 QUERY = ("event_date", "user_id")
@@ -60,6 +68,40 @@ def test_torch_loss_matches_the_numpy_definition() -> None:
     assert np.allclose(grad[groups == 3], 0.0)
 
 
+def _lambdarank_by_pairs(relevance: np.ndarray, scores: np.ndarray, groups: np.ndarray,
+                        k: int = 10) -> float:
+    total, queries = 0.0, 0
+    for q in np.unique(groups):
+        y, s = relevance[groups == q], scores[groups == q]
+        ideal = np.sort(y)[::-1][:k]
+        idcg = float((ideal / np.log2(np.arange(len(ideal)) + 2)).sum())
+        if idcg == 0:
+            continue
+        queries += 1
+        rank = np.argsort(np.argsort(-s, kind="stable"), kind="stable")
+        disc = np.where(rank < k, 1 / np.log2(rank + 2.0), 0.0)
+        for i in range(len(y)):
+            for j in range(len(y)):
+                if y[i] > y[j]:
+                    delta = (y[i] - y[j]) * abs(disc[i] - disc[j]) / idcg
+                    total += delta * np.log1p(np.exp(-(s[i] - s[j])))
+    return total / queries
+
+
+def test_lambdarank_matches_its_pair_by_pair_definition() -> None:
+    rng = np.random.default_rng(1)
+    sizes = [12, 3, 15, 1, 4]
+    groups = np.repeat(np.arange(len(sizes)), sizes)
+    relevance = (rng.random(groups.size) < 0.5).astype(np.float32)
+    relevance[groups == 4] = 0.0
+    scores = rng.normal(size=groups.size).astype(np.float32)
+    first = np.r_[1.0, (groups[1:] != groups[:-1])].astype(np.float32)
+    target = torch.from_numpy(np.stack([relevance, first], axis=1))
+    got = float(lambdarank(torch.from_numpy(scores), target, max_len=max(sizes)))
+    assert got == pytest.approx(_lambdarank_by_pairs(relevance, scores, groups), rel=1e-5)
+    assert default_loss("ranking") == "lambdarank" and default_loss("regression") == "mse"
+
+
 def test_batches_hold_whole_queries() -> None:
     groups = np.array([4, 4, 1, 9, 9, 9, 1, 4, 2, 2])  # queries not contiguous in the rows
     queries = _Queries.of(groups)
@@ -83,17 +125,18 @@ def _arrays(ts: pd.DataFrame, split: str) -> tuple[np.ndarray, np.ndarray, np.nd
             part["clicked"].to_numpy(np.float32), query_ids(part, QUERY))
 
 
-def _params(epochs: int) -> TrainParams:
+def _params(epochs: int, loss: str = "lambdarank") -> TrainParams:
     return TrainParams(hidden=(16,), epochs=epochs, batch_size=200, learning_rate=3e-3, seed=1,
-                       task="ranking", loss="listwise_softmax")
+                       task="ranking", loss=loss)
 
 
+@pytest.mark.parametrize("loss", ["lambdarank", "listwise_softmax"])
 def test_ranking_training_reports_ranking_metrics_and_resumes(feeds: pd.DataFrame,
-                                                              tmp_path: Path) -> None:
+                                                              tmp_path: Path, loss: str) -> None:
     xt, yt, gt = _arrays(feeds, "train")
     xv, yv, gv = _arrays(feeds, "valid")
-    straight = train_network(xt, yt, xv, yv, _params(3), train_groups=gt, valid_groups=gv,
-                             device="cpu")
+    straight = train_network(xt, yt, xv, yv, _params(3, loss), train_groups=gt,
+                             valid_groups=gv, device="cpu")
     assert [set(h) for h in straight.history] == [
         {"train_loss", "valid_ndcg_at_10", "valid_precision_at_10", "valid_loss"}] * 3
     assert straight.history[-1]["valid_loss"] < straight.history[0]["valid_loss"]
@@ -102,9 +145,9 @@ def test_ranking_training_reports_ranking_metrics_and_resumes(feeds: pd.DataFram
     assert float(straight.model.y_mean) == 0.0 and float(straight.model.y_std) == 1.0
 
     ckpt = tmp_path / "ckpt"
-    train_network(xt, yt, xv, yv, _params(2), train_groups=gt, valid_groups=gv, device="cpu",
-                  checkpoint_dir=ckpt)
-    resumed = train_network(xt, yt, xv, yv, _params(3), train_groups=gt, valid_groups=gv,
+    train_network(xt, yt, xv, yv, _params(2, loss), train_groups=gt, valid_groups=gv,
+                  device="cpu", checkpoint_dir=ckpt)
+    resumed = train_network(xt, yt, xv, yv, _params(3, loss), train_groups=gt, valid_groups=gv,
                             device="cpu", checkpoint_dir=ckpt)
     assert resumed.resumed_from_epoch == 2
     assert resumed.history == straight.history  # CPU: bit for bit
@@ -132,6 +175,8 @@ def test_bad_combinations_are_refused(feeds: pd.DataFrame) -> None:
         TrainParams(hidden=(4,), epochs=1, batch_size=8, learning_rate=0.1, loss="bce")
     xt, yt, _ = _arrays(feeds, "train")
     xv, yv, gv = _arrays(feeds, "valid")
+    with pytest.raises(ValueError, match="'lambdarank' needs task 'ranking'"):
+        TrainParams(hidden=(4,), epochs=1, batch_size=8, learning_rate=0.1, loss="lambdarank")
     with pytest.raises(ValueError, match="needs train_groups"):
         train_network(xt, yt, xv, yv, _params(1), valid_groups=gv)
     with pytest.raises(ValueError, match="needs valid_groups"):
