@@ -98,7 +98,7 @@ def main() -> None:
     tr = spec.training
     n_test = int((ts["split"] == "test").sum())
     context = "\n".join(run_context(__file__))
-    body = f"""## feed_ranking: listwise loss vs MSE
+    body = f"""## feed_ranking: ranking losses vs MSE
 
 {context}
 - wall time: {time.perf_counter() - began:.0f} s
