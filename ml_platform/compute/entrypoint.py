@@ -24,13 +24,22 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ml_platform.compute.model_export import log_raw_rows_model, predict_features
 from ml_platform.compute.request import TrainingRequest
 from ml_platform.ml import checkpoint as checkpoints
+from ml_platform.ml import feature_transforms
 from ml_platform.ml.distributed import SINGLE, DistContext, broadcast_object, distributed_session
-from ml_platform.ml.features import feature_columns
-from ml_platform.ml.metrics import metrics_for
+from ml_platform.ml.features import FEATURE_PREFIX, feature_columns, query_ids, transform_config
+from ml_platform.ml.importance import permutation_importance
+from ml_platform.ml.metrics import metrics_for, ndcg_at_k
 from ml_platform.ml.models import parameter_count
-from ml_platform.ml.train import EpochCallback, TrainParams, TrainResult, train_regressor
+from ml_platform.ml.train import (
+    EpochCallback,
+    TrainParams,
+    TrainResult,
+    default_loss,
+    train_network,
+)
 from ml_platform.ml.training_set import SPLIT_COLUMN
 
 if TYPE_CHECKING:
@@ -42,6 +51,12 @@ _PIPES_ENV = ("DAGSTER_PIPES_CONTEXT", "DAGSTER_PIPES_MESSAGES")
 # handle while the loop trains), and its flush returns at once instead of waiting out its
 # 1 s queue poll. Metrics reach the server at most 2 s late.
 _ASYNC_LOGGING_BUFFER = ("MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS", "2")
+# MLflow's system metrics (CPU, memory, disk, network; GPU utilisation and memory with pynvml and
+# a GPU): a sample every 2 s from a background thread (MLflow's default, 10 s, would leave a
+# training of a few seconds without one).
+_SYSTEM_METRICS = (("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "2"),
+                   ("MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING", "1"))
+DIGEST_CHARS = 16  # a dataset digest is at most 36 characters: the hash as the lake names it
 
 
 @dataclass(frozen=True)
@@ -53,31 +68,63 @@ class Splits:
     x_test: np.ndarray
     y_test: np.ndarray
     test_groups: np.ndarray | None = None  # ranking: one id per query of the test rows
+    train_groups: np.ndarray | None = None
+    valid_groups: np.ndarray | None = None
+    raw_valid: pd.DataFrame | None = None  # the raw input columns of the validation rows
+    raw_test: pd.DataFrame | None = None
 
 
-def _split(frame: pd.DataFrame, name: str, cols: list[str], target: str) -> tuple[np.ndarray, np.ndarray]:
-    part = frame[frame[SPLIT_COLUMN] == name]
-    return part[cols].to_numpy(np.float32), part[target].to_numpy(np.float32)
+def raw_columns(frame: pd.DataFrame, target: str) -> list[str]:
+    """The raw input columns of a training set: all but the features, target and split."""
+    return [c for c in frame.columns
+            if not c.startswith(FEATURE_PREFIX) and c not in (target, SPLIT_COLUMN)]
 
 
-def load_splits(request: TrainingRequest) -> Splits:
-    """The request's frozen training set as arrays (labels shuffled for the weak-model drill)."""
+def transform_config_of(request: TrainingRequest, frame: pd.DataFrame) -> dict[str, Any]:
+    """The feature transform's config for the request's training set (its date column is the
+    table's second column: `ml.features` lays tables out as key, date, ...)."""
+    return transform_config(request.feature_builder, str(frame.columns[1]))
+
+
+def read_training_set(request: TrainingRequest) -> pd.DataFrame:
     frame = pd.read_parquet(request.training_set_uri)
+    missing = [c for c in feature_columns(request.feature_builder) if c not in frame.columns]
+    if missing:
+        raise ValueError(f"training set {request.training_set_uri} lacks feature column(s) "
+                         f"{missing[:3]}...: built by an older feature builder; materialize "
+                         "its features and training_set again")
+    return frame
+
+
+def load_splits(request: TrainingRequest, frame: pd.DataFrame | None = None) -> Splits:
+    """The request's frozen training set as arrays (labels shuffled for the weak-model drill),
+    with query ids per split for ranking and the raw columns of the held-out rows."""
+    frame = read_training_set(request) if frame is None else frame
     cols = list(feature_columns(request.feature_builder))
-    x_train, y_train = _split(frame, "train", cols, request.target)
+    raw = raw_columns(frame, request.target)
+    parts = {name: frame[frame[SPLIT_COLUMN] == name] for name in ("train", "valid", "test")}
+
+    def arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
+        part = parts[name]
+        return part[cols].to_numpy(np.float32), part[request.target].to_numpy(np.float32)
+
+    def groups(name: str) -> np.ndarray | None:
+        return query_ids(parts[name], request.query_columns) if request.query_columns else None
+
+    x_train, y_train = arrays("train")
     if request.shuffle_labels:  # a drill: destroys the signal so the gates must refuse it
         y_train = np.random.default_rng(request.seed).permutation(y_train)
-    test = frame[frame[SPLIT_COLUMN] == "test"]
-    groups = (test.groupby(request.query_columns, sort=False).ngroup().to_numpy(np.int64)
-              if request.query_columns else None)
-    return Splits(x_train, y_train, *_split(frame, "valid", cols, request.target),
-                  *_split(frame, "test", cols, request.target), groups)
+    return Splits(x_train, y_train, *arrays("valid"), *arrays("test"), groups("test"),
+                  train_groups=groups("train"), valid_groups=groups("valid"),
+                  raw_valid=parts["valid"][raw].reset_index(drop=True),
+                  raw_test=parts["test"][raw].reset_index(drop=True))
 
 
 def train_params(request: TrainingRequest) -> TrainParams:
     return TrainParams(
         hidden=tuple(request.hidden), epochs=request.epochs, batch_size=request.batch_size,
         learning_rate=request.learning_rate, weight_decay=request.weight_decay, seed=request.seed,
+        task=request.task, loss=request.loss or default_loss(request.task),
     )
 
 
@@ -89,8 +136,9 @@ def train_model(request: TrainingRequest, splits: Splits | None = None, *,
     Rank 0 writes (and resumes from) the per-epoch checkpoints in the request's
     `checkpoint_dir` and calls `on_epoch`."""
     splits = splits or load_splits(request)
-    return train_regressor(
+    return train_network(
         splits.x_train, splits.y_train, splits.x_valid, splits.y_valid, train_params(request),
+        train_groups=splits.train_groups, valid_groups=splits.valid_groups,
         checkpoint_dir=Path(request.checkpoint_dir) if checkpoint else None,
         checkpoint_mirror=request.checkpoint_mirror or None, on_epoch=on_epoch, device=device,
         dist=ctx,
@@ -98,21 +146,18 @@ def train_model(request: TrainingRequest, splits: Splits | None = None, *,
 
 
 def holdout_metrics(request: TrainingRequest, result: TrainResult, splits: Splits) -> dict[str, float]:
-    import torch
-
-    with torch.no_grad():
-        pred = result.model(torch.from_numpy(splits.x_test)).numpy()
+    pred = predict_features(result.model, splits.x_test)
     metrics = metrics_for(request.task, splits.y_test, pred, groups=splits.test_groups)
     return {f"test_{k}": v for k, v in metrics.items()}
 
 
 def _summary(result: TrainResult, test: dict[str, float]) -> dict[str, Any]:
+    last = result.history[-1]
     return {
         "epochs": len(result.history),
         "resumed_from_epoch": result.resumed_from_epoch,
         "parameters": parameter_count(result.model),
-        "final_train_loss": result.history[-1]["train_loss"],
-        "final_valid_mae": result.history[-1]["valid_mae"],
+        **{f"final_{k}": v for k, v in last.items()},
         "device": result.device,
         "world_size": result.world_size,
         "train_seconds": result.seconds,
@@ -121,50 +166,128 @@ def _summary(result: TrainResult, test: dict[str, float]) -> dict[str, Any]:
     }
 
 
-def _loss_curve(history: list[dict[str, float]]) -> Any:
+_CURVES = {  # panel title -> the history's metrics drawn in it
+    "regression": {"loss (MSE, std units)": ("train_loss", "valid_loss"),
+                   "validation error ($)": ("valid_mae", "valid_rmse")},
+    "ranking": {"loss": ("train_loss", "valid_loss"),
+                "validation ranking": ("valid_ndcg_at_10", "valid_precision_at_10")},
+}
+
+
+def _loss_curve(history: list[dict[str, float]], task: str, loss: str) -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     epochs = range(1, len(history) + 1)
-    ax[0].plot(epochs, [h["train_loss"] for h in history])
-    ax[0].set(title="train loss (MSE, std units)", xlabel="epoch")
-    ax[1].plot(epochs, [h["valid_mae"] for h in history], color="tab:orange")
-    ax[1].set(title="validation MAE", xlabel="epoch")
+    for ax, (title, names) in zip(axes, _CURVES[task].items(), strict=True):
+        for name in names:
+            ax.plot(epochs, [h[name] for h in history], marker=".", label=name)
+        ax.set(title=title.replace("loss", f"loss ({loss})") if title == "loss" else title,
+               xlabel="epoch")
+        ax.legend()
     fig.tight_layout()
     return fig
 
 
+def feature_importance(request: TrainingRequest, result: TrainResult, splits: Splits,
+                       config: dict[str, Any]) -> pd.DataFrame:
+    """Permutation importance of the raw input columns on the validation rows: how much the
+    task's metric (MAE, or NDCG@10) worsens when one column's values are shuffled."""
+    assert splits.raw_valid is not None
+
+    def predict(rows: pd.DataFrame) -> np.ndarray:
+        return predict_features(result.model, feature_transforms.transform(rows, config))
+
+    if request.task == "ranking":
+        def score(pred: np.ndarray) -> float:
+            return ndcg_at_k(splits.y_valid, pred, splits.valid_groups, k=10)
+        metric, higher = "ndcg_at_10", True
+    else:
+        def score(pred: np.ndarray) -> float:
+            return float(np.abs(pred - splits.y_valid).mean())
+        metric, higher = "mae", False
+    return permutation_importance(predict, splits.raw_valid, list(feature_transforms.inputs(config)),
+                                  score, metric=metric, higher_is_better=higher, seed=request.seed)
+
+
+def _importance_chart(table: pd.DataFrame) -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    ordered = table.iloc[::-1]  # the most important on top
+    fig, ax = plt.subplots(figsize=(6, 0.35 * len(table) + 1.2))
+    ax.barh(ordered["column"], ordered["importance"], xerr=ordered["std"], color="tab:blue")
+    ax.set(title=f"permutation importance: {table['metric'].iloc[0]} worse by",
+           xlabel=table["metric"].iloc[0])
+    fig.tight_layout()
+    return fig
+
+
+TOP_FEATURES = 5  # importances in the summary, hence in the `trained` asset's metadata
+
+
+def _log_datasets(request: TrainingRequest, frame: pd.DataFrame, run_tags: dict[str, str]) -> None:
+    """The three splits as the run's inputs: one dataset each, whose digest is the training
+    set's hash (as the lake names it) and whose source is the snapshot's URI."""
+    import mlflow
+
+    digest = request.training_set_hash or run_tags.get("ml_platform.training_set_hash", "")
+    days = sorted(request.partitions)
+    partitions = (f"{days[0]}..{days[-1]} ({len(days)})" if len(days) > 1 else "".join(days)
+                  ) or run_tags.get("dagster.partitions", "")
+    tags = {"ml_platform.training_set_hash": digest, "ml_platform.partitions": partitions}
+    if days and len(",".join(days)) <= 500:  # MLflow's limit of a tag value
+        tags["ml_platform.partition_keys"] = ",".join(days)
+    for split, context in (("train", "training"), ("valid", "validation"), ("test", "test")):
+        dataset = mlflow.data.from_pandas(
+            frame[frame[SPLIT_COLUMN] == split], source=request.training_set_uri,
+            targets=request.target, name=f"{request.model}/training_set/{split}",
+            digest=digest[:DIGEST_CHARS] or None,
+        )
+        mlflow.log_input(dataset, context=context, tags={k: v for k, v in tags.items() if v})
+
+
 def run_training(request: TrainingRequest, log: Any = None, *, ctx: DistContext = SINGLE,
                  device: torch.device | None = None) -> dict[str, Any]:
-    """Rank 0's part: train (with the other ranks, if any) and log params, per-epoch metrics,
-    the loss curve, the checkpoint and the model to the request's MLflow run; return a summary."""
+    """Rank 0's part: train (with the other ranks, if any) and log params, datasets, system
+    metrics, per-epoch metrics, the curves, feature importance, the checkpoint and the
+    raw-rows model to the request's MLflow run; return a summary."""
     import mlflow
-    import torch
     from mlflow.entities import Metric
-    from mlflow.models import infer_signature
 
     from ml_platform.ml.distributed import select_device
 
     os.environ.setdefault(*_ASYNC_LOGGING_BUFFER)
+    for name, value in _SYSTEM_METRICS:
+        os.environ.setdefault(name, value)
     device = select_device(ctx) if device is None else device
-    splits = load_splits(request)
+    frame = read_training_set(request)
+    splits = load_splits(request, frame)
+    config = transform_config_of(request, frame)
     params = train_params(request)
     blocked = 0.0  # seconds the training loop spent inside the tracking callback
 
-    with mlflow.start_run(run_id=request.mlflow_run_id):
+    client = mlflow.MlflowClient()
+    run_tags = client.get_run(request.mlflow_run_id).data.tags
+    with mlflow.start_run(run_id=request.mlflow_run_id, log_system_metrics=True):
         mlflow.log_params({
+            "task": params.task, "loss": params.loss,
+            "query_columns": ",".join(request.query_columns) or "-",
             "hidden": ",".join(map(str, params.hidden)), "epochs": params.epochs,
             "batch_size": params.batch_size, "learning_rate": params.learning_rate,
             "weight_decay": params.weight_decay, "seed": params.seed,
             "shuffle_labels": request.shuffle_labels, "n_features": splits.x_train.shape[1],
+            "input_columns": ",".join(feature_transforms.inputs(config)),
             "rows_train": len(splits.x_train), "rows_valid": len(splits.x_valid),
             "rows_test": len(splits.x_test), "device": device.type, "world_size": ctx.world_size,
         })
-
-        client = mlflow.MlflowClient()
+        _log_datasets(request, frame, run_tags)
+        del frame
 
         def on_epoch(epoch: int, row: dict[str, float]) -> None:
             nonlocal blocked
@@ -195,26 +318,31 @@ def run_training(request: TrainingRequest, log: Any = None, *, ctx: DistContext 
                                 result.history[: result.resumed_from_epoch])
         test = holdout_metrics(request, result, splits)
         mlflow.log_metrics(test)
-        mlflow.log_figure(_loss_curve(result.history), "loss_curve.png")
+        mlflow.log_figure(_loss_curve(result.history, params.task, params.loss), "loss_curve.png")
+
+        began = time.perf_counter()
+        importance = feature_importance(request, result, splits, config)
+        importance_seconds = time.perf_counter() - began
+        mlflow.log_table(importance, "feature_importance.json")
+        mlflow.log_figure(_importance_chart(importance), "feature_importance.png")
+
         mlflow.log_artifact(str(checkpoints.latest(Path(request.checkpoint_dir))), "checkpoints")
-        example = splits.x_test[:8]
-        with torch.no_grad():
-            signature = infer_signature(example, result.model(torch.from_numpy(example)).numpy())
-        info = mlflow.pytorch.log_model(
-            result.model,
-            name="model",
-            serialization_format="pt2",  # torch.export: no pickle, loads without this package
-            input_example=example,
-            signature=signature,
-            pip_requirements=request.pip_requirements or None,
-            # What a serving system needs to build the input tensor, in MLmodel's metadata.
-            metadata={"feature_columns": list(feature_columns(request.feature_builder)),
-                      "target": request.target, "task": request.task},
+        assert splits.raw_test is not None
+        info = log_raw_rows_model(
+            result.model, config, splits.raw_test,
+            output=request.target if request.task == "regression" else "score",
+            pip_requirements=request.pip_requirements,
+            metadata={"target": request.target, "task": request.task,
+                      "query_columns": request.query_columns},
         )
         mlflow.set_tag("ml_platform.model_uri", info.model_uri)
         mlflow.flush_async_logging()
 
+    top = importance.head(TOP_FEATURES)
     return {"model_uri": info.model_uri, **_summary(result, test),
+            **{f"importance.{c}": float(v) for c, v in zip(top["column"], top["importance"],
+                                                          strict=True)},
+            "feature_importance_seconds": importance_seconds,
             "tracking_blocked_seconds": blocked, "tracking_flush_seconds": flush}
 
 
@@ -223,7 +351,7 @@ def _log_missing_epochs(client: Any, run_id: str, history: list[dict[str, float]
     (asynchronous logging dies with its process): every step once, none twice."""
     from mlflow.entities import Metric
 
-    logged = {m.step for m in client.get_metric_history(run_id, "valid_mae")}
+    logged = {m.step for m in client.get_metric_history(run_id, "train_loss")}
     now = int(time.time() * 1000)
     missing = [Metric(k, v, now, epoch) for epoch, row in enumerate(history, start=1)
                if epoch not in logged for k, v in row.items()]
@@ -235,7 +363,7 @@ def run_untracked(request: TrainingRequest, *, ctx: DistContext = SINGLE,
                   device: torch.device | None = None, checkpoint: bool = True
                   ) -> dict[str, Any] | None:
     """Every rank's training without Pipes or MLflow: rank 0 returns the summary and the
-    per-epoch history, the other ranks None."""
+    per-epoch history, the other ranks None. No feature importance, no model logged."""
     splits = load_splits(request)
     result = train_model(request, splits, ctx=ctx, device=device, checkpoint=checkpoint)
     if not ctx.is_main:

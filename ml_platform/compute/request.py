@@ -3,6 +3,7 @@ and the training entrypoint, identical for a local child process and a Kubernete
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import version as installed_version
 from typing import Any
@@ -33,7 +34,17 @@ class TrainingRequest:
     shuffle_labels: bool = False
     pip_requirements: list[str] = field(default_factory=list)
     query_columns: list[str] = field(default_factory=list)
-    """Ranking: the columns naming one query (date, user); its metrics are per query."""
+    """Ranking: the columns naming one query (date and the spec's `training.group_column`):
+    the listwise loss and the ranking metrics are per query."""
+    loss: str = ""
+    """`mse` or `listwise_softmax` (ranking only); empty: the task's default
+    (`ml.train.default_loss`: listwise for ranking, MSE for regression)."""
+    training_set_hash: str = ""
+    """The training set's content hash: the digest of the run's datasets. Empty: the run's
+    `ml_platform.training_set_hash` tag."""
+    partitions: list[str] = field(default_factory=list)
+    """The raw partitions (days) the training set was built from, tagged on the run's datasets.
+    Empty: the run's `dagster.partitions` tag."""
     processes: int = 1
     """Training processes per node (one per GPU on GPU nodes): more than one trains with DDP."""
     nodes: int = 1
@@ -46,7 +57,8 @@ class TrainingRequest:
 
     @classmethod
     def for_spec(cls, spec: ModelSpec, *, training_set_uri: str, mlflow_run_id: str,
-                 checkpoint_dir: str, checkpoint_mirror: str = "") -> TrainingRequest:
+                 checkpoint_dir: str, checkpoint_mirror: str = "", training_set_hash: str = "",
+                 partitions: Sequence[str] = ()) -> TrainingRequest:
         """The request for training `spec` on one training set, in one MLflow run: the only
         mapping from a spec to a request (the `trained` step and `ml-platform k8s render`)."""
         tr = spec.training
@@ -57,6 +69,7 @@ class TrainingRequest:
             hidden=list(tr.hidden), epochs=tr.epochs, batch_size=tr.batch_size,
             learning_rate=tr.learning_rate, weight_decay=tr.weight_decay, seed=tr.seed,
             shuffle_labels=tr.shuffle_labels, query_columns=list(spec.query_columns),
+            training_set_hash=training_set_hash, partitions=list(partitions),
             processes=spec.compute.processes, nodes=spec.compute.nodes,
             pip_requirements=runtime_requirements(),
         )

@@ -23,6 +23,12 @@ DEVICE_SHARE = 0.5
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
+def batch_sizes(rows: int, batch: int) -> list[int]:
+    """`rows` cut into batches of `batch` rows, the last one shorter."""
+    full, rest = divmod(rows, batch)
+    return [batch] * full + ([rest] if rest else [])
+
+
 def host_tensor(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
 
@@ -50,10 +56,9 @@ class ResidentBatches:
         self.x, self.target = to_device(x, device), to_device(target, device)
         self.device = device
 
-    def epoch(self, order: torch.Tensor, batch: int) -> Iterator[Batch]:
+    def epoch(self, order: torch.Tensor, sizes: list[int]) -> Iterator[Batch]:
         order = order.to(self.device)
-        for i in range(0, len(order), batch):
-            idx = order[i : i + batch]
+        for idx in order.split(sizes):
             yield self.x[idx], self.target[idx]
 
 
@@ -71,19 +76,18 @@ class _Rows(Dataset[Batch]):
 
 
 class _EpochOrder(Sampler[torch.Tensor]):
-    """The current epoch's row order, cut into batches (set before each epoch; a tensor, not a
-    list: a list of Python ints costs ~36 bytes a row)."""
+    """The current epoch's row order, cut into batches of `sizes` rows (set before each epoch;
+    a tensor, not a list: a list of Python ints costs ~36 bytes a row)."""
 
     def __init__(self) -> None:
         self.order = torch.empty(0, dtype=torch.int64)
-        self.batch = 1
+        self.sizes: list[int] = []
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        for i in range(0, len(self.order), self.batch):
-            yield self.order[i : i + self.batch]
+        yield from self.order.split(self.sizes)
 
     def __len__(self) -> int:
-        return -(-len(self.order) // self.batch)
+        return len(self.sizes)
 
 
 def _as_is(batch: Batch) -> Batch:
@@ -102,7 +106,7 @@ class StreamedBatches:
                                  collate_fn=_as_is, pin_memory=device.type == "cuda",
                                  prefetch_factor=4 if workers else None)
 
-    def epoch(self, order: torch.Tensor, batch: int) -> Iterator[Batch]:
-        self._order.order, self._order.batch = order.cpu(), batch
+    def epoch(self, order: torch.Tensor, sizes: list[int]) -> Iterator[Batch]:
+        self._order.order, self._order.sizes = order.cpu(), sizes
         for x, target in self.loader:
             yield x.to(self.device, non_blocking=True), target.to(self.device, non_blocking=True)

@@ -1,5 +1,6 @@
-"""Torch models. Each one normalises its own inputs and outputs, so an exported model is
-self-contained: it takes raw feature values and returns the target in its own units."""
+"""Torch models. Each one normalises its own inputs and outputs, so an exported network is
+self-contained: it takes feature values and returns the target in its own units (regression)
+or a ranking score (ranking: higher ranks first)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from torch import nn
 
 
 class TabularRegressor(nn.Module):
-    """An MLP regressor with input standardisation and output de-standardisation built in."""
+    """An MLP with input standardisation and output de-standardisation built in: a regressor,
+    or (with y_mean 0, y_std 1) a ranking scorer."""
 
     def __init__(
         self,
@@ -51,6 +53,15 @@ def build_regressor(
     return TabularRegressor(
         x.shape[1], hidden, x.mean(dim=0), std, float(y.mean()), float(y.std()) or 1.0
     )
+
+
+def build_scorer(x: torch.Tensor, hidden: Sequence[int]) -> TabularRegressor:
+    """A ranking scorer: inputs standardised from the training data `x`, the output a raw score
+    (a listwise loss is invariant to a score's shift, so there is nothing to de-standardise)."""
+    model = build_regressor(x, torch.zeros(2), hidden)
+    model.y_mean.fill_(0.0)
+    model.y_std.fill_(1.0)
+    return model
 
 
 def parameter_count(model: nn.Module) -> int:

@@ -10,6 +10,7 @@ from ml_platform.specs.model_spec import (
     PromotionSpec,
     SpecError,
     TrainingSpec,
+    check_cron,
     load_spec,
     load_specs,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "PromotionSpec",
     "SpecError",
     "TrainingSpec",
+    "check_cron",
     "load_spec",
     "load_specs",
 ]

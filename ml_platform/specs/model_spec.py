@@ -54,6 +54,35 @@ class FreshnessWindow(_Frozen):
     fail_hours: float = Field(ge=1 / 60, description="at least a minute (Dagster's limit)")
 
 
+# Minute, hour, day of month, month, day of week (0 or 7: Sunday): each field's value range.
+_CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12),
+                ("day of week", 0, 7))
+
+
+def check_cron(expression: str) -> None:
+    """Raise ValueError naming the field at fault unless `expression` is a five-field cron
+    expression of numbers, `*`, ranges `a-b`, steps `/n` and lists `a,b` (no names, no `@daily`:
+    what every scheduler, Dagster's included, reads the same way)."""
+    fields = expression.split()
+    if len(fields) != 5:
+        raise ValueError(f"cron {expression!r} needs 5 fields (minute hour day month weekday), "
+                         f"got {len(fields)}")
+    for text, (name, low, high) in zip(fields, _CRON_FIELDS, strict=True):
+        for part in text.split(","):
+            span, _, step = part.partition("/")
+            if step and (not step.isdigit() or int(step) == 0):
+                raise ValueError(f"cron {expression!r}: bad step {step!r} in the {name} field")
+            if span == "*":
+                continue
+            first, _, last = span.partition("-")
+            values = [first, last] if last else [first]
+            if not all(x.isdigit() and low <= int(x) <= high for x in values):
+                raise ValueError(f"cron {expression!r}: {span!r} is not in {low}-{high} "
+                                 f"in the {name} field")
+            if last and int(first) > int(last):
+                raise ValueError(f"cron {expression!r}: empty range {span!r} in the {name} field")
+
+
 class ColumnSpec(_Frozen):
     """One landed column: its dtype, whether nulls are allowed and its value range."""
 
@@ -93,6 +122,17 @@ class DatasetSpec(_Frozen):
         None, description="unset: timezone-aware timestamps in `date_column` fail the schema "
                           "check. Set (e.g. `UTC`, `Europe/Paris`): they are read as the "
                           "calendar date in that timezone before validation")
+    schedule_cron: str | None = Field(
+        None, description="when the dataset's scheduled retrain runs: a five-field cron "
+                          "expression in UTC (e.g. '0 2 * * *', daily at 02:00); None: the "
+                          "platform's daily fallback")
+
+    @field_validator("schedule_cron")
+    @classmethod
+    def _valid_cron(cls, v: str | None) -> str | None:
+        if v is not None:
+            check_cron(v)
+        return v
 
     @field_validator("columns")
     @classmethod

@@ -1,15 +1,22 @@
-"""Score a logged or registered model on a frame, loading it the way a serving system would."""
+"""Score a logged or registered model on a frame, loading it the way a serving system would.
+
+The frame is a training set's rows: the raw columns a model takes (under the dataset's names)
+and the features. A model logged by this platform takes raw rows (its metadata lists
+`input_columns`) and is sent the frame's raw columns its signature names; one logged before
+raw-rows models (its metadata lists `feature_columns`: a float32 matrix of engineered features)
+is sent those features, so a new candidate is still compared with an old champion."""
 
 from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ml_platform.ml.features import feature_columns, group_ids
+from ml_platform.ml.features import FEATURE_PREFIX, query_ids
 from ml_platform.ml.metrics import metrics_for
 from ml_platform.specs import ModelSpec
 from ml_platform.tracking.gates import GateReport, evaluate_gates
@@ -19,9 +26,20 @@ def _size_mb(path: Path) -> float:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20
 
 
-def score_model(model_uri: str, tracking_uri: str, frame: pd.DataFrame, columns: list[str],
-                target: str, task: str, groups: np.ndarray | None = None) -> dict[str, float]:
-    """Download `model_uri`, load it with `mlflow.pyfunc`, predict `frame`; metrics + size_mb.
+def model_input(model: Any, frame: pd.DataFrame) -> pd.DataFrame | np.ndarray:
+    """What `model` (a loaded pyfunc model) is sent for `frame`'s rows: the raw columns its
+    signature names, or, for a model of the older contract, its engineered feature matrix."""
+    meta = model.metadata.metadata or {}
+    if "feature_columns" in meta and "input_columns" not in meta:
+        return frame[[FEATURE_PREFIX + c for c in meta["feature_columns"]]].to_numpy(np.float32)
+    names = model.metadata.get_input_schema().input_names()
+    return frame[[c for c in names if c in frame.columns]]
+
+
+def score_model(model_uri: str, tracking_uri: str, frame: pd.DataFrame, target: str, task: str,
+                groups: np.ndarray | None = None) -> dict[str, float]:
+    """Download `model_uri`, load it with `mlflow.pyfunc`, predict `frame`'s rows (see
+    `model_input`); metrics + size_mb.
 
     Loading through pyfunc from the downloaded files is also the orchestrator's proof that
     the artifacts exist and load before anything is registered or promoted.
@@ -37,7 +55,7 @@ def score_model(model_uri: str, tracking_uri: str, frame: pd.DataFrame, columns:
         ))
         size = _size_mb(local)
         model = mlflow.pyfunc.load_model(str(local))
-        predictions = np.asarray(model.predict(frame[columns].to_numpy(np.float32))).reshape(-1)
+        predictions = np.asarray(model.predict(model_input(model, frame))).reshape(-1)
     return {**metrics_for(task, frame[target].to_numpy(), predictions, groups=groups),
             "size_mb": size}
 
@@ -56,12 +74,10 @@ def compare_with_champion(spec: ModelSpec, tracking_uri: str, test: pd.DataFrame
                           candidate_uri: str, champion_version: str | None) -> Comparison:
     """Score `candidate_uri` and production's `champion_version` (if any) on `test`; gate."""
     tr = spec.training
-    columns = list(feature_columns(tr.feature_builder))
-    groups = (group_ids(test, tr.feature_builder, date_column=spec.dataset.date_column)
-              if tr.task == "ranking" else None)
+    groups = query_ids(test, spec.query_columns) if spec.query_columns else None
 
     def score(uri: str) -> dict[str, float]:
-        return score_model(uri, tracking_uri, test, columns, tr.target, tr.task, groups)
+        return score_model(uri, tracking_uri, test, tr.target, tr.task, groups)
 
     candidate = score(candidate_uri)
     champion = score(f"models:/{spec.name}/{champion_version}") if champion_version else None

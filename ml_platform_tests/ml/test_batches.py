@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from ml_platform.ml.batches import ResidentBatches, StreamedBatches, fits_on_device
-from ml_platform.ml.train import TrainParams, train_regressor
+from ml_platform.ml.batches import ResidentBatches, StreamedBatches, batch_sizes, fits_on_device
+from ml_platform.ml.train import TrainParams, train_network
 from ml_platform_tests.data import booking_arrays
 
 PARAMS = TrainParams(hidden=(32, 32), epochs=3, batch_size=100, learning_rate=3e-3, seed=2)
@@ -27,8 +27,8 @@ def test_streamed_batches_are_the_resident_batches(workers: int) -> None:
     x, y = torch.randn(1003, 5), torch.randn(1003)
     order = torch.randperm(1003, generator=torch.Generator().manual_seed(0))
     cpu = torch.device("cpu")
-    resident = list(ResidentBatches(x, y, cpu).epoch(order, 128))
-    streamed = list(StreamedBatches(x, y, cpu, workers).epoch(order, 128))
+    resident = list(ResidentBatches(x, y, cpu).epoch(order, batch_sizes(len(order), 128)))
+    streamed = list(StreamedBatches(x, y, cpu, workers).epoch(order, batch_sizes(len(order), 128)))
     assert len(streamed) == len(resident) == 8  # the last one partial: 1003 = 7 x 128 + 107
     for (xs, ys), (xr, yr) in zip(streamed, resident, strict=True):
         assert torch.equal(xs, xr) and torch.equal(ys, yr)
@@ -36,7 +36,7 @@ def test_streamed_batches_are_the_resident_batches(workers: int) -> None:
 
 def test_streamed_training_matches_resident_training(arrays: tuple[np.ndarray, ...]) -> None:
     x_train, y_train, x_valid, y_valid, *_ = arrays
-    runs = [train_regressor(x_train, y_train, x_valid, y_valid, PARAMS, device="cpu", stream=s)
+    runs = [train_network(x_train, y_train, x_valid, y_valid, PARAMS, device="cpu", stream=s)
             for s in (False, True)]
     assert runs[0].history == runs[1].history
     for name, tensor in runs[0].model.state_dict().items():
@@ -54,7 +54,7 @@ def test_rows_stay_resident_unless_the_gpu_is_too_small() -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_streamed_cuda_training_matches_resident(arrays: tuple[np.ndarray, ...]) -> None:
     x_train, y_train, x_valid, y_valid, *_ = arrays
-    runs = [train_regressor(x_train, y_train, x_valid, y_valid, PARAMS, device="cuda", stream=s)
+    runs = [train_network(x_train, y_train, x_valid, y_valid, PARAMS, device="cuda", stream=s)
             for s in (False, True)]
     for got, want in zip(runs[1].history, runs[0].history, strict=True):
         assert got == pytest.approx(want, rel=1e-3)  # same batches; kernels may differ in order

@@ -1,5 +1,5 @@
 """Where training runs (`ml_platform.ml.distributed`'s device and CPU choices) and CPU
-determinism of `train_regressor`: the device defaults to CUDA only when there is a GPU per local
+determinism of `train_network`: the device defaults to CUDA only when there is a GPU per local
 process and can be forced; a pod's CPU quota (cgroup v1 and v2 files, written to a temporary
 folder) caps the thread count; torchrun's environment parses into a rank context; two CPU runs
 with one seed give identical metrics and weights. The CUDA test (bf16 autocast) runs only
@@ -25,7 +25,7 @@ from ml_platform.ml.distributed import (
     threads_per_process,
 )
 from ml_platform.ml.metrics import regression_metrics
-from ml_platform.ml.train import TrainParams, train_regressor
+from ml_platform.ml.train import TrainParams, train_network
 from ml_platform_tests.data import booking_arrays
 
 
@@ -40,7 +40,7 @@ def _params(seed: int) -> TrainParams:
 
 def test_same_seed_same_metrics_on_cpu(arrays: tuple[np.ndarray, ...]) -> None:
     x_train, y_train, x_valid, y_valid, x_test, y_test = arrays
-    runs = [train_regressor(x_train, y_train, x_valid, y_valid, _params(seed), device="cpu")
+    runs = [train_network(x_train, y_train, x_valid, y_valid, _params(seed), device="cpu")
             for seed in (11, 11, 12)]
     assert runs[0].history == runs[1].history  # exactly: no tolerance
     for name, tensor in runs[0].model.state_dict().items():
@@ -129,7 +129,7 @@ def test_cuda_training_with_bf16_autocast_matches_cpu(arrays: tuple[np.ndarray, 
     x_train, y_train, x_valid, y_valid, x_test, y_test = arrays
     maes = {}
     for device in ("cpu", "cuda"):
-        result = train_regressor(x_train, y_train, x_valid, y_valid, _params(5), device=device)
+        result = train_network(x_train, y_train, x_valid, y_valid, _params(5), device=device)
         assert result.device.startswith(device)
         assert next(result.model.parameters()).device.type == "cpu"  # handed back on the CPU
         with torch.no_grad():

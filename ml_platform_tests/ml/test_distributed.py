@@ -1,4 +1,4 @@
-"""Data-parallel training (`ml_platform.ml.distributed` + `train_regressor` under DDP) on two
+"""Data-parallel training (`ml_platform.ml.distributed` + `train_network` under DDP) on two
 CPU processes over gloo, the code path torchrun runs on GPUs: each rank's rows are exactly
 `DistributedSampler`'s, two ranks end with identical weights that score like a single-process
 run, only rank 0 writes checkpoints and sees `on_epoch`, and a checkpoint written by two ranks
@@ -21,7 +21,7 @@ from torch.utils.data.distributed import DistributedSampler
 from ml_platform.ml import checkpoint as checkpoints
 from ml_platform.ml.distributed import DistContext, distributed_session, shard_order, threads_per_process
 from ml_platform.ml.metrics import regression_metrics
-from ml_platform.ml.train import TrainParams, train_regressor
+from ml_platform.ml.train import TrainParams, train_network
 from ml_platform.tracking.server import free_port
 from ml_platform_tests.data import booking_arrays
 
@@ -56,7 +56,7 @@ def _ddp_worker(rank: int, world_size: int, port: int, arrays: Arrays, checkpoin
     x_train, y_train, x_valid, y_valid, x_test, y_test = arrays
     calls: list[int] = []
     with distributed_session() as (ctx, device):
-        result = train_regressor(x_train, y_train, x_valid, y_valid, PARAMS,
+        result = train_network(x_train, y_train, x_valid, y_valid, PARAMS,
                                  checkpoint_dir=Path(checkpoint), on_epoch=lambda e, _r: calls.append(e))
         threads = torch.get_num_threads()
     torch.save(result.model.state_dict(), Path(out) / f"model{rank}.pt")
@@ -91,7 +91,7 @@ def test_shards_reshuffle_every_epoch_and_refuse_empty_sets() -> None:
 @pytest.mark.integration  # real processes
 def test_ddp_on_two_cpu_processes_matches_one_process(arrays: Arrays, tmp_path: Path) -> None:
     x_train, y_train, x_valid, y_valid, x_test, y_test = arrays
-    single = train_regressor(x_train, y_train, x_valid, y_valid, PARAMS, device="cpu",
+    single = train_network(x_train, y_train, x_valid, y_valid, PARAMS, device="cpu",
                              dist=DistContext())
     single_mae = _test_mae(single.model, x_test, y_test)
 
@@ -129,7 +129,7 @@ def test_ddp_on_two_cpu_processes_matches_one_process(arrays: Arrays, tmp_path: 
     assert sorted(checkpoint.iterdir())[-1] == checkpoints.path_for(checkpoint, EPOCHS)
     assert checkpoints.read(checkpoints.path_for(checkpoint, EPOCHS))["epoch"] == EPOCHS
     more = TrainParams(**{**PARAMS.__dict__, "epochs": EPOCHS + 1})
-    resumed = train_regressor(x_train, y_train, x_valid, y_valid, more, checkpoint_dir=checkpoint,
+    resumed = train_network(x_train, y_train, x_valid, y_valid, more, checkpoint_dir=checkpoint,
                               device="cpu", dist=DistContext())
     assert resumed.resumed_from_epoch == EPOCHS
     assert resumed.history[:EPOCHS] == ranks[0]["history"]

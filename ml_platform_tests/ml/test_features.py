@@ -1,7 +1,7 @@
-"""Unit tests of `ml_platform.ml.features`: the bookings feature builder's column order,
-float32 dtype, absence of NaNs, one-hot encodings, row alignment with its input and the
-builder registry's error for an unknown name. Input rows come from the real synthetic
-generator; nothing is faked."""
+"""Unit tests of `ml_platform.ml.features`: the bookings feature builder's column order (raw
+columns kept under their names, prefixed features), float32 dtype, absence of NaNs, one-hot
+encodings, row alignment with its input and the builder registry's error for an unknown name.
+Input rows come from the real synthetic generator; nothing is faked."""
 
 from __future__ import annotations
 
@@ -30,10 +30,16 @@ def features(raw: pd.DataFrame) -> pd.DataFrame:
     return build_features("bookings", raw, key=KEY, date_column=DATE, target=TARGET)
 
 
-def test_column_order_is_key_date_features_target(features: pd.DataFrame) -> None:
+def test_column_order_is_key_date_raw_features_target(features: pd.DataFrame,
+                                                      raw: pd.DataFrame) -> None:
     cols = list(feature_columns("bookings"))
-    assert list(features.columns) == [KEY, DATE, *cols, TARGET]
+    others = [c for c in raw.columns if c not in (KEY, DATE, TARGET)]
+    assert list(features.columns) == [KEY, DATE, *others, *cols, TARGET]
     assert len(cols) == len(set(cols))
+    assert all(c.startswith("f_") for c in cols)
+    # The raw columns are the landed values, untouched: what a served model is sent.
+    for c in others:
+        np.testing.assert_array_equal(features[c].to_numpy(), raw[c].to_numpy())
 
 
 def test_features_are_float32_without_nans(features: pd.DataFrame) -> None:
@@ -52,7 +58,7 @@ def test_one_hot_rows_sum_to_one_and_match_the_category(
     features: pd.DataFrame, raw: pd.DataFrame, prefix: str, categories: tuple[str, ...],
     source: str,
 ) -> None:
-    onehot = features[[f"{prefix}_{c}" for c in categories]].to_numpy()
+    onehot = features[[f"f_{prefix}_{c}" for c in categories]].to_numpy()
     np.testing.assert_array_equal(onehot.sum(axis=1), np.ones(len(features), dtype=np.float32))
     picked = np.array(categories)[onehot.argmax(axis=1)]
     np.testing.assert_array_equal(picked, raw[source].to_numpy(dtype=str))
@@ -62,19 +68,19 @@ def test_rows_stay_aligned_with_input(features: pd.DataFrame, raw: pd.DataFrame)
     assert len(features) == len(raw)
     assert features.index.equals(pd.RangeIndex(len(raw)))
     np.testing.assert_array_equal(features[KEY].to_numpy(), raw[KEY].to_numpy())
-    np.testing.assert_array_equal(features["nights"], raw["nights"].to_numpy(np.float32))
+    np.testing.assert_array_equal(features["f_nights"], raw["nights"].to_numpy(np.float32))
     np.testing.assert_allclose(features[TARGET], raw[TARGET].to_numpy(), rtol=1e-6)
-    np.testing.assert_allclose(features["log_reviews"], np.log1p(raw["n_reviews"]), rtol=1e-6)
-    np.testing.assert_array_equal(features["has_pool"], raw["has_pool"].astype(np.float32))
+    np.testing.assert_allclose(features["f_log_reviews"], np.log1p(raw["n_reviews"]), rtol=1e-6)
+    np.testing.assert_array_equal(features["f_has_pool"], raw["has_pool"].astype(np.float32))
 
 
 def test_calendar_features(features: pd.DataFrame) -> None:
-    weekend = features.groupby(DATE)["is_weekend"].unique()
+    weekend = features.groupby(DATE)["f_is_weekend"].unique()
     assert list(weekend[WEDNESDAY]) == [0.0]
     assert list(weekend[SATURDAY]) == [1.0]
-    season = features[["season_sin", "season_cos"]].to_numpy(np.float64)
+    season = features[["f_season_sin", "f_season_cos"]].to_numpy(np.float64)
     np.testing.assert_allclose((season**2).sum(axis=1), 1.0, rtol=1e-5)
-    assert features["last_minute"].between(0.0, 1.0).all()
+    assert features["f_last_minute"].between(0.0, 1.0).all()
 
 
 def test_unknown_builder_raises() -> None:

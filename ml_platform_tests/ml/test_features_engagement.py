@@ -1,5 +1,6 @@
 """Unit tests of the `engagement` feature builder of `ml_platform.ml.features` and of the query
-(group) mechanism ranking needs: the layout key, date, `user_id`, features, target; float32
+(group) mechanism ranking needs: the layout key, date, the raw columns (`user_id` among them),
+prefixed features, target; float32
 features without NaNs; one-hots and segment-interest indicators that match the input; no
 `position` feature; `group_columns`/`query_columns`/`group_ids` for both builders; and
 `make_training_set(split_by=...)` keeping every user-day query whole in one split. Input rows
@@ -43,9 +44,11 @@ def features(raw: pd.DataFrame) -> pd.DataFrame:
 def test_layout_is_key_date_groups_features_target(features: pd.DataFrame) -> None:
     cols = list(feature_columns("engagement"))
     assert group_columns("engagement") == ("user_id",)
-    assert list(features.columns) == [KEY, DATE, "user_id", *cols, TARGET]
+    assert list(features.columns) == [KEY, DATE, "user_id", "item_id", "user_segment",
+                                      "item_category", "item_quality", "item_age_days",
+                                      "position", "dwell_seconds", *cols, TARGET]
     assert len(cols) == len(set(cols))
-    assert "position" not in cols  # unknowable when scoring a new feed
+    assert "f_position" not in cols  # unknowable when scoring a new feed
     assert features["user_id"].dtype == np.int64
 
 
@@ -63,8 +66,8 @@ def test_rows_align_with_the_input(raw: pd.DataFrame, features: pd.DataFrame) ->
     assert features[DATE].tolist() == raw[DATE].tolist()
     assert (features["user_id"].to_numpy() == raw["user_id"].to_numpy()).all()
     assert (features[TARGET].to_numpy() == raw[TARGET].to_numpy()).all()
-    np.testing.assert_allclose(features["item_quality"], raw["item_quality"], rtol=1e-6)
-    np.testing.assert_allclose(features["log_item_age"], np.log1p(raw["item_age_days"]), rtol=1e-6)
+    np.testing.assert_allclose(features["f_item_quality"], raw["item_quality"], rtol=1e-6)
+    np.testing.assert_allclose(features["f_log_item_age"], np.log1p(raw["item_age_days"]), rtol=1e-6)
 
 
 @pytest.mark.parametrize(("prefix", "categories", "source"), [
@@ -73,7 +76,7 @@ def test_rows_align_with_the_input(raw: pd.DataFrame, features: pd.DataFrame) ->
 ])
 def test_one_hots_match_the_input(raw: pd.DataFrame, features: pd.DataFrame, prefix: str,
                                   categories: tuple[str, ...], source: str) -> None:
-    block = features[[f"{prefix}_{c}" for c in categories]].to_numpy()
+    block = features[[f"f_{prefix}_{c}" for c in categories]].to_numpy()
     assert (block.sum(axis=1) == 1).all()
     assert [categories[i] for i in block.argmax(axis=1)] == raw[source].tolist()
 
@@ -83,8 +86,8 @@ def test_interest_indicators_follow_the_segment_preferences(raw: pd.DataFrame,
     prefs = raw["user_segment"].map(SEGMENT_PREFERENCES)
     primary = (raw["item_category"] == prefs.str[0]).to_numpy()
     secondary = (raw["item_category"] == prefs.str[1]).to_numpy()
-    assert (features["primary_interest"].to_numpy() == primary).all()
-    assert (features["secondary_interest"].to_numpy() == secondary).all()
+    assert (features["f_primary_interest"].to_numpy() == primary).all()
+    assert (features["f_secondary_interest"].to_numpy() == secondary).all()
     assert primary.any() and secondary.any()
     assert not (primary & secondary).any()
 
@@ -93,8 +96,8 @@ def test_unknown_labels_encode_as_all_zeros(raw: pd.DataFrame) -> None:
     odd = raw.head(3).copy()
     odd["user_segment"] = pd.array(["aliens", "aliens", "aliens"], dtype="string")
     out = build_features("engagement", odd, key=KEY, date_column=DATE, target=TARGET)
-    assert (out[[f"segment_{s}" for s in SEGMENTS]].to_numpy() == 0).all()
-    assert (out[["primary_interest", "secondary_interest"]].to_numpy() == 0).all()
+    assert (out[[f"f_segment_{s}" for s in SEGMENTS]].to_numpy() == 0).all()
+    assert (out[["f_primary_interest", "f_secondary_interest"]].to_numpy() == 0).all()
 
 
 def test_group_helpers_for_both_builders(features: pd.DataFrame) -> None:

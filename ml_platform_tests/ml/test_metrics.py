@@ -11,7 +11,15 @@ import time
 import numpy as np
 import pytest
 
-from ml_platform.ml.metrics import auc, metrics_for, ndcg_at_k, ranking_metrics, regression_metrics
+from ml_platform.ml.metrics import (
+    auc,
+    listwise_softmax_loss,
+    metrics_for,
+    ndcg_at_k,
+    precision_at_k,
+    ranking_metrics,
+    regression_metrics,
+)
 
 
 def _dcg(gains: list[float]) -> float:
@@ -126,13 +134,40 @@ def test_metrics_for_ranking_and_regression() -> None:
     s = np.array([3, 2, 1, 0.0])
     g = np.array([7, 7, 9, 9])
     out = metrics_for("ranking", y, s, groups=g)
-    assert set(out) == {"ndcg_at_10", "auc"}
+    assert set(out) == {"ndcg_at_10", "precision_at_10", "auc"}
+    assert out["precision_at_10"] == pytest.approx(0.1)  # one relevant of <= 10 per group
     assert out == ranking_metrics(y, s, g)
     assert out["ndcg_at_10"] == pytest.approx((1.0 + 1 / np.log2(3)) / 2)
     # Without groups all rows are one list; AUC is left out when it is undefined.
-    assert metrics_for("ranking", [1.0, 2.0], [1.0, 2.0]) == {"ndcg_at_10": pytest.approx(1.0)}
+    assert metrics_for("ranking", [1.0, 2.0], [1.0, 2.0]) == {
+        "ndcg_at_10": pytest.approx(1.0), "precision_at_10": pytest.approx(0.2)}
     # Regression is unchanged and ignores groups.
     assert metrics_for("regression", y, s) == regression_metrics(y, s)
     assert metrics_for("regression", y, s, groups=g) == regression_metrics(y, s)
     with pytest.raises(ValueError, match="no metrics for task"):
         metrics_for("classification", y, s)
+
+
+def test_precision_at_k_counts_relevant_items_in_the_top_k() -> None:
+    y = np.array([1, 0, 1, 0, 0, 1.0])
+    s = np.array([5, 4, 3, 2, 1, 0.0])
+    assert precision_at_k(y, s, k=2) == pytest.approx(0.5)
+    assert precision_at_k(y, s, k=3) == pytest.approx(2 / 3)
+    # Two groups: the mean of their precisions; ties share hits evenly.
+    g = np.array([1, 1, 1, 2, 2, 2])
+    assert precision_at_k(y, s, g, k=1) == pytest.approx((1 + 0) / 2)
+    assert precision_at_k(y, np.zeros(6), g, k=1) == pytest.approx((2 / 3 + 1 / 3) / 2)
+
+
+def test_listwise_softmax_loss_matches_its_definition() -> None:
+    y = np.array([1, 0, 0, 1, 1.0])
+    s = np.array([2.0, 1.0, 0.0, 0.5, -0.5])
+    g = np.array([1, 1, 1, 2, 2])
+    first = -(2.0 - np.log(np.exp([2.0, 1.0, 0.0]).sum()))
+    second = -0.5 * ((0.5 - np.log(np.exp([0.5, -0.5]).sum()))
+                     + (-0.5 - np.log(np.exp([0.5, -0.5]).sum())))
+    assert listwise_softmax_loss(y, s, g) == pytest.approx((first + second) / 2)
+    # A group without a relevant item carries no loss; none at all: NaN.
+    assert listwise_softmax_loss(np.r_[y, 0.0], np.r_[s, 9.0], np.r_[g, 3]) == pytest.approx(
+        (first + second) / 2)
+    assert np.isnan(listwise_softmax_loss(np.zeros(3), np.ones(3)))

@@ -17,7 +17,7 @@ from ml_platform.compute.entrypoint import Splits
 from ml_platform.ml import checkpoint as checkpoints
 from ml_platform.ml.metrics import metrics_for, regression_metrics
 from ml_platform.ml.models import TabularRegressor, build_regressor, parameter_count
-from ml_platform.ml.train import TrainParams, train_regressor
+from ml_platform.ml.train import TrainParams, train_network, validation_metric_names
 from ml_platform_tests.data import booking_arrays
 
 TARGET = "nightly_price"
@@ -40,7 +40,7 @@ def _predict(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
 
 
 def test_mlp_beats_the_gate_and_the_mean_predictor_does_not(splits: Splits) -> None:
-    result = train_regressor(splits.x_train, splits.y_train, splits.x_valid, splits.y_valid,
+    result = train_network(splits.x_train, splits.y_train, splits.x_valid, splits.y_valid,
                              _params(6))
     model_mae = regression_metrics(splits.y_test, _predict(result.model, splits.x_test))["mae"]
     mean = np.full_like(splits.y_test, splits.y_train.mean())
@@ -59,10 +59,10 @@ def test_checkpoint_resume_continues_where_it_stopped(splits: Splits, tmp_path: 
     seen: list[int] = []
 
     def on_epoch(epoch: int, row: dict[str, float]) -> None:
-        assert set(row) == {"train_loss", "valid_mae"}
+        assert set(row) == {"train_loss", *validation_metric_names("regression")}
         seen.append(epoch)
 
-    first = train_regressor(x_train, y_train, splits.x_valid, splits.y_valid, _params(2),
+    first = train_network(x_train, y_train, splits.x_valid, splits.y_valid, _params(2),
                             checkpoint_dir=ckpt, on_epoch=on_epoch)
     assert seen == [1, 2]
     assert first.resumed_from_epoch == 0
@@ -70,7 +70,7 @@ def test_checkpoint_resume_continues_where_it_stopped(splits: Splits, tmp_path: 
     assert checkpoints.read(checkpoints.path_for(ckpt, 2))["epoch"] == 2
 
     seen.clear()
-    resumed = train_regressor(x_train, y_train, splits.x_valid, splits.y_valid, _params(4),
+    resumed = train_network(x_train, y_train, splits.x_valid, splits.y_valid, _params(4),
                               checkpoint_dir=ckpt, on_epoch=on_epoch)
     assert resumed.resumed_from_epoch == 2
     assert len(resumed.history) == 4
@@ -83,7 +83,7 @@ def test_checkpoint_resume_continues_where_it_stopped(splits: Splits, tmp_path: 
     assert len(state["history"]) == 4
 
     # The interrupted-then-resumed run ends where an uninterrupted one does.
-    straight = train_regressor(x_train, y_train, splits.x_valid, splits.y_valid, _params(4))
+    straight = train_network(x_train, y_train, splits.x_valid, splits.y_valid, _params(4))
     np.testing.assert_allclose(
         [h["valid_mae"] for h in resumed.history], [h["valid_mae"] for h in straight.history],
         rtol=1e-5,
@@ -95,9 +95,9 @@ def test_checkpoint_resume_continues_where_it_stopped(splits: Splits, tmp_path: 
 def test_finished_checkpoint_trains_no_further(splits: Splits, tmp_path: Path) -> None:
     x_train, y_train = splits.x_train[:300], splits.y_train[:300]
     ckpt = tmp_path / "ckpt"
-    train_regressor(x_train, y_train, splits.x_valid, splits.y_valid, _params(1), checkpoint_dir=ckpt)
+    train_network(x_train, y_train, splits.x_valid, splits.y_valid, _params(1), checkpoint_dir=ckpt)
     calls: list[int] = []
-    again = train_regressor(x_train, y_train, splits.x_valid, splits.y_valid, _params(1),
+    again = train_network(x_train, y_train, splits.x_valid, splits.y_valid, _params(1),
                             checkpoint_dir=ckpt, on_epoch=lambda e, _row: calls.append(e))
     assert calls == []
     assert again.resumed_from_epoch == 1
@@ -108,13 +108,13 @@ def test_empty_sets_are_refused(splits: Splits) -> None:
     empty_x = np.empty((0, splits.x_train.shape[1]), np.float32)
     empty_y = np.empty(0, np.float32)
     with pytest.raises(ValueError, match="must not be empty"):
-        train_regressor(empty_x, empty_y, splits.x_valid, splits.y_valid, _params(1))
+        train_network(empty_x, empty_y, splits.x_valid, splits.y_valid, _params(1))
     with pytest.raises(ValueError, match="must not be empty"):
-        train_regressor(splits.x_train, splits.y_train, empty_x, empty_y, _params(1))
+        train_network(splits.x_train, splits.y_train, empty_x, empty_y, _params(1))
 
 
 def test_model_is_self_contained(splits: Splits, tmp_path: Path) -> None:
-    result = train_regressor(splits.x_train[:500], splits.y_train[:500], splits.x_valid,
+    result = train_network(splits.x_train[:500], splits.y_train[:500], splits.x_valid,
                              splits.y_valid, _params(1))
     state = result.model.state_dict()
     assert {"x_mean", "x_std", "y_mean", "y_std"} <= set(state)

@@ -35,8 +35,22 @@ def test_whole_graph_reaches_production(platform: Platform) -> None:
     assert run.data.metrics["test_mae"] < 12
     assert "valid_mae" in run.data.metrics and "train_loss" in run.data.metrics
     assert len(client.get_metric_history(mv.run_id, "valid_mae")) == 6  # one per epoch
+    for metric in ("valid_rmse", "valid_loss"):
+        assert len(client.get_metric_history(mv.run_id, metric)) == 6
     artifacts = {a.path for a in client.list_artifacts(mv.run_id)}
-    assert {"loss_curve.png", "checkpoints"} <= artifacts
+    assert {"loss_curve.png", "checkpoints", "feature_importance.json",
+            "feature_importance.png"} <= artifacts
+    # The run's datasets: the three splits of the snapshot, digest = the training-set hash.
+    ts_hash = run.data.tags["ml_platform.training_set_hash"]
+    inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
+    assert sorted(inputs) == [f"{platform.spec.name}/training_set/{s}"
+                              for s in ("test", "train", "valid")]
+    for d in inputs.values():
+        assert d.dataset.digest == ts_hash[:16]
+        assert ts_hash[:16] in d.dataset.source
+        tags = {t.key: t.value for t in d.tags}
+        assert tags["ml_platform.training_set_hash"] == ts_hash
+        assert tags["ml_platform.partition_keys"].count(",") == DAYS - 1
 
     # MLflow → Dagster: the trained materialization links to the run.
     event = platform.instance.get_latest_materialization_event(
@@ -44,6 +58,10 @@ def test_whole_graph_reaches_production(platform: Platform) -> None:
     meta = event.asset_materialization.metadata
     assert meta["mlflow_run_id"].value == mv.run_id
     assert mv.run_id in meta["mlflow_run_url"].value
+    # The most important raw columns, in the dataset's own terms.
+    importance = {k.removeprefix("importance."): v.value for k, v in meta.items()
+                  if k.startswith("importance.")}
+    assert len(importance) == 5 and {"bedrooms", "neighbourhood"} & set(importance)
 
     manifest = json.loads((platform.home / "lake" / "serving" /
                            f"{platform.spec.name}.json").read_text())
@@ -121,7 +139,8 @@ mlflow.set_tracking_uri(sys.argv[1])
 model = mlflow.pyfunc.load_model(f"models:/{sys.argv[2]}@production")
 meta = model.metadata.metadata
 sample = pd.read_parquet(sys.argv[3]).sample(200, random_state=0)
-pred = np.asarray(model.predict(sample[meta["feature_columns"]].to_numpy("float32"))).reshape(-1)
+raw = sample[[c for c in sample.columns if not c.startswith("f_") and c != meta["target"]]]
+pred = np.asarray(model.predict(raw)).reshape(-1)
 print(json.dumps({"rows": len(pred), "mae": float(np.abs(pred - sample[meta["target"]]).mean()),
                   "ours": sorted(m for m in sys.modules if m.startswith("ml_platform"))}))
 """
@@ -129,7 +148,8 @@ print(json.dumps({"rows": len(pred), "mae": float(np.abs(pred - sample[meta["tar
 
 def test_production_model_serves_through_plain_mlflow(platform: Platform, tmp_path) -> None:
     """As a serving system would: a fresh process with MLflow and torch only, the registry
-    alias, and a sample of the features table; no ml_platform code is imported."""
+    alias, and raw rows (the landed columns of a sample of the features table, without the
+    price); no ml_platform code is imported."""
     import subprocess
     import sys
 

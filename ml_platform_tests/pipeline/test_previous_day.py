@@ -1,7 +1,9 @@
 """feed_ranking waits for a complete previous day: after the day before the newest landed day
 fails validation (incomplete: fewer rows than its manifest expects), a run for the newest day
 builds features but its blocking `previous_day_complete` check names the day and the shortfall,
-and nothing is trained. Real MLflow server, real SQLite Dagster instance; nothing is faked."""
+and nothing is trained. The production run before it holds the ranking metrics once per epoch
+and its datasets (digest = the training-set hash). Real MLflow server, real SQLite Dagster
+instance; nothing is faked."""
 
 from __future__ import annotations
 
@@ -43,6 +45,13 @@ def _run_day(platform: Platform, day: dt.date) -> dg.ExecuteInProcessResult:
 def test_incomplete_previous_day_blocks_training(ranking: Platform) -> None:
     ranking.land(START, 3)
     assert ranking.run().success and ranking.production() == "1"
+    client = ranking.tracker.client()
+    run = client.get_run(client.get_model_version(ranking.spec.name, "1").run_id)
+    for metric in ("valid_ndcg_at_10", "valid_precision_at_10", "valid_loss"):
+        assert len(client.get_metric_history(run.info.run_id, metric)) == 2  # one per epoch
+    assert "valid_mae" not in run.data.metrics and "test_ndcg_at_10" in run.data.metrics
+    digest = run.data.tags["ml_platform.training_set_hash"][:16]
+    assert {d.dataset.digest for d in run.inputs.dataset_inputs} == {digest}
     incomplete, newest = START + dt.timedelta(days=3), START + dt.timedelta(days=4)
     ranking.land(incomplete, 1, incomplete=0.5)  # half its rows; the manifest expects all
     ranking.land(newest, 1)

@@ -16,7 +16,7 @@ from ml_platform.storage.interfaces import LakeStore, LandingStore
 
 
 def features_asset(chain: Chain) -> dg.AssetsDefinition:
-    spec, ds, tr = chain.spec, chain.spec.dataset, chain.spec.training
+    ds, tr = chain.spec.dataset, chain.spec.training
     key = chain.key("features")
     window = f"the newest {tr.window_days}" if tr.window_days else "all"
 
@@ -46,7 +46,7 @@ def features_asset(chain: Chain) -> dg.AssetsDefinition:
             frame = pd.concat([lake.read_parquet(names.validated_lake_key(ds.name, d)) for d in present],
                               ignore_index=True)
             table = build_features(tr.feature_builder, frame, key=ds.key, date_column=ds.date_column,
-                                   target=tr.target, keep=spec.group_columns)
+                                   target=tr.target)
             digest = content_hash(table)
             record = FeaturesRecord(
                 lake_key=names.features_lake_key(chain.name, digest), content_hash=digest,

@@ -82,6 +82,7 @@ def _train(context: dg.AssetExecutionContext, chain: Chain, ts: TrainingSetRecor
         # a retry on a fresh disk (a new pod) resumes from the mirror; a local lake is on the
         # disk the local training already checkpoints to
         checkpoint_mirror=lake.uri(mirror) if lake.is_shared else "",
+        training_set_hash=ts.training_set_hash, partitions=ts.partitions,
     )
     return trainer.train(context, request, env={
         "MLFLOW_TRACKING_URI": mlflow.uri,
