@@ -120,6 +120,9 @@ class Tag:
     DAGSTER_RUN_URL: Final = "dagster.run_url"
     DAGSTER_ASSET_KEY: Final = "dagster.asset_key"
     DAGSTER_PARTITIONS: Final = "dagster.partitions"
+    DATASET_PARTITIONS: Final = "ml_platform.partitions"
+    DATASET_PARTITION_KEYS: Final = "ml_platform.partition_keys"
+    """On an MLflow dataset input: the raw days it was built from (compact, and every key)."""
     LINKED_PREFIXES: Final = ("dagster.", "ml_platform.")
     """Run tags a model version copies from its run."""
     # MLflow's own tags: the run's description (Markdown), its source and user, and the

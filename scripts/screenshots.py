@@ -101,8 +101,12 @@ def main() -> None:
             run_id = json.loads(response.read())["model_version"]["run_id"]
         with urllib.request.urlopen(f"{args.mlflow}/api/2.0/mlflow/runs/get?run_id={run_id}") as r:
             experiment = json.loads(r.read())["run"]["info"]["experiment_id"]
-        browser.open(f"{args.mlflow}/#/experiments/{experiment}/runs/{run_id}", settle_s=8)
+        # MLflow 3 opens its GenAI layout unless asked for the machine-learning one.
+        ml_view = "?workflowType=machine_learning"
+        browser.open(f"{args.mlflow}/#/experiments/{experiment}/runs/{run_id}{ml_view}", settle_s=8)
         browser.shot(args.out / "mlflow_run.png")
+        browser.open(f"{args.mlflow}/#/models/{args.model}{ml_view}", settle_s=6)
+        browser.shot(args.out / "mlflow_registry.png")
     finally:
         browser.close()
 

@@ -41,6 +41,7 @@ from ml_platform.ml.train import (
     train_network,
 )
 from ml_platform.ml.training_set import SPLIT_COLUMN
+from ml_platform.names import Tag
 
 if TYPE_CHECKING:
     import torch
@@ -235,14 +236,15 @@ def _log_datasets(request: TrainingRequest, frame: pd.DataFrame, run_tags: dict[
     """The three splits as the run's inputs: one dataset each, whose digest is the training
     set's hash (as the lake names it) and whose source is the snapshot's URI."""
     import mlflow
+    import mlflow.data  # a submodule: `import mlflow` alone does not bind it for the checker
 
-    digest = request.training_set_hash or run_tags.get("ml_platform.training_set_hash", "")
+    digest = request.training_set_hash or run_tags.get(Tag.TRAINING_SET_HASH, "")
     days = sorted(request.partitions)
     partitions = (f"{days[0]}..{days[-1]} ({len(days)})" if len(days) > 1 else "".join(days)
-                  ) or run_tags.get("dagster.partitions", "")
-    tags = {"ml_platform.training_set_hash": digest, "ml_platform.partitions": partitions}
+                  ) or run_tags.get(Tag.DAGSTER_PARTITIONS, "")
+    tags = {Tag.TRAINING_SET_HASH: digest, Tag.DATASET_PARTITIONS: partitions}
     if days and len(",".join(days)) <= 500:  # MLflow's limit of a tag value
-        tags["ml_platform.partition_keys"] = ",".join(days)
+        tags[Tag.DATASET_PARTITION_KEYS] = ",".join(days)
     for split, context in (("train", "training"), ("valid", "validation"), ("test", "test")):
         dataset = mlflow.data.from_pandas(
             frame[frame[SPLIT_COLUMN] == split], source=request.training_set_uri,
@@ -335,7 +337,7 @@ def run_training(request: TrainingRequest, log: Any = None, *, ctx: DistContext 
             metadata={"target": request.target, "task": request.task,
                       "query_columns": request.query_columns},
         )
-        mlflow.set_tag("ml_platform.model_uri", info.model_uri)
+        mlflow.set_tag(Tag.MODEL_URI, info.model_uri)
         mlflow.flush_async_logging()
 
     top = importance.head(TOP_FEATURES)

@@ -12,6 +12,7 @@ the same model either way.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -102,8 +103,11 @@ class StreamedBatches:
                  workers: int) -> None:
         self.device = device
         self._order = _EpochOrder()
-        self.loader = DataLoader(_Rows(x, target), batch_sampler=self._order, num_workers=workers,
-                                 collate_fn=_as_is, pin_memory=device.type == "cuda",
+        # torch's stubs type batch samplers as yielding lists and collate functions as taking
+        # them; index tensors and a pass-through collate are what DataLoader accepts here.
+        self.loader = DataLoader(_Rows(x, target), batch_sampler=cast(Any, self._order),
+                                 num_workers=workers, collate_fn=cast(Any, _as_is),
+                                 pin_memory=device.type == "cuda",
                                  prefetch_factor=4 if workers else None)
 
     def epoch(self, order: torch.Tensor, sizes: list[int]) -> Iterator[Batch]:

@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 if TYPE_CHECKING:
     import torch
@@ -215,12 +215,15 @@ def all_reduce_sum(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     return tensor
 
 
-def broadcast_object(obj: T, ctx: DistContext, src: int = 0) -> T:
-    """Rank `src`'s `obj` on every rank (pickled in memory between our own processes)."""
+def broadcast_object(obj: T | None, ctx: DistContext, src: int = 0) -> T:
+    """Rank `src`'s `obj` on every rank (pickled in memory between our own processes); the
+    other ranks pass None."""
     if not ctx.is_distributed:
+        if obj is None:
+            raise ValueError("a single process must hold the object it broadcasts")
         return obj
     import torch.distributed as dist
 
-    box = [obj]
+    box: list[T | None] = [obj]
     dist.broadcast_object_list(box, src=src)
-    return box[0]
+    return cast(T, box[0])

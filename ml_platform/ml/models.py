@@ -31,6 +31,11 @@ class TabularRegressor(nn.Module):
             width = h
         layers.append(nn.Linear(width, 1))
         self.net = nn.Sequential(*layers)
+        # Buffers: saved with the weights, moved with the module; typed for the type checker.
+        self.x_mean: torch.Tensor
+        self.x_std: torch.Tensor
+        self.y_mean: torch.Tensor
+        self.y_std: torch.Tensor
         self.register_buffer("x_mean", torch.zeros(n_features) if x_mean is None else x_mean)
         self.register_buffer("x_std", torch.ones(n_features) if x_std is None else x_std)
         self.register_buffer("y_mean", torch.tensor(float(y_mean)))

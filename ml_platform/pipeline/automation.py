@@ -14,12 +14,16 @@ from ml_platform.pipeline.notifications import Notifier
 from ml_platform.pipeline.partitions import day_partitions
 from ml_platform.specs import DatasetSpec, ModelSpec
 
+FALLBACK_CRON = "0 6 * * *"
 
-def daily_schedule(ds: DatasetSpec, cron: str = "0 6 * * *") -> dg.ScheduleDefinition:
-    """Retrain on the newest landed day every morning, in case no sensor did: with unchanged
-    data and code the training is reused and nothing new is registered."""
 
-    @dg.schedule(name=names.daily_schedule(ds.name), cron_schedule=cron,
+def daily_schedule(ds: DatasetSpec) -> dg.ScheduleDefinition:
+    """Retrain on the newest landed day at the dataset's `schedule_cron` (UTC; default every
+    morning at 06:00, in case no sensor did): with unchanged data and code the training is
+    reused and nothing new is registered. The previous-day completeness check still gates a
+    model that asks for it."""
+
+    @dg.schedule(name=names.daily_schedule(ds.name), cron_schedule=ds.schedule_cron or FALLBACK_CRON,
                  job_name=names.retrain_job(ds.name),
                  default_status=dg.DefaultScheduleStatus.RUNNING, execution_timezone="UTC")
     def _schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import operator
 import os
 import zoneinfo
@@ -23,7 +24,7 @@ _OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge
 #: table equal to what the code computes.
 TASK_METRICS: dict[str, tuple[str, ...]] = {
     "regression": ("mae", "rmse", "r2"),
-    "ranking": ("ndcg_at_10", "auc"),
+    "ranking": ("ndcg_at_10", "precision_at_10", "auc"),
 }
 MODEL_METRICS: tuple[str, ...] = ("size_mb",)
 
@@ -298,8 +299,10 @@ class ModelSpec(_Frozen):
 
     @property
     def fingerprint(self) -> str:
-        """Short hash of the spec: part of the training code version."""
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:12]
+        """Short hash of the spec, canonical (key order does not count: a spec rewritten with
+        its columns in another order is the same spec): part of the training code version."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
 class SpecError(ValueError):

@@ -60,5 +60,5 @@ def test_group_column_must_be_a_dataset_column(tmp_path: Path) -> None:
     raw["training"]["group_column"] = "session_id"
     path = tmp_path / "feed_ranking.yaml"
     path.write_text(yaml.safe_dump(raw))
-    with pytest.raises(ValueError, match="'session_id' is not a column of dataset 'engagement'"):
+    with pytest.raises(ValueError, match=r"training\.group_column: column 'session_id' is not a declared"):
         load_spec(path)

@@ -124,6 +124,9 @@ CASES: dict[str, tuple[ModelSpec, dict[str, Any], Observation]] = {
     "dataset.sensor_interval_seconds": (LP, {"dataset__sensor_interval_seconds": 5},
                                         lambda s: sensor(s).minimum_interval_seconds),
     "dataset.debounce_seconds": (LP, {"dataset__debounce_seconds": 5}, lambda s: sensor(s).description),
+    "dataset.schedule_cron": (LP, {"dataset__schedule_cron": "30 1 * * *"},
+                              lambda s: build_definitions([s]).resolve_schedule_def(
+                                  names.daily_schedule(s.dataset.name)).cron_schedule),
     "dataset.retry_max_hours": (LP, {"dataset__retry_max_hours": 2}, lambda s: sensor(s).description),
     "dataset.require_previous_day_complete": (
         LP, {"dataset__require_previous_day_complete": True},
