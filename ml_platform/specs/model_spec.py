@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import operator
 import os
 import zoneinfo
@@ -258,8 +259,10 @@ class ModelSpec(_Frozen):
 
     @property
     def fingerprint(self) -> str:
-        """Short hash of the spec: part of the training code version."""
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:12]
+        """Short hash of the spec, canonical (key order does not count: a spec rewritten with
+        its columns in another order is the same spec): part of the training code version."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
 class SpecError(ValueError):
