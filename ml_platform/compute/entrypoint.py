@@ -236,7 +236,9 @@ def _log_datasets(request: TrainingRequest, frame: pd.DataFrame, run_tags: dict[
     """The three splits as the run's inputs: one dataset each, whose digest is the training
     set's hash (as the lake names it) and whose source is the snapshot's URI."""
     import mlflow
-    import mlflow.data  # a submodule: `import mlflow` alone does not bind it for the checker
+
+    # `mlflow.data.from_pandas` is attached at import time: name its module for the checker.
+    from mlflow.data.pandas_dataset import from_pandas
 
     digest = request.training_set_hash or run_tags.get(Tag.TRAINING_SET_HASH, "")
     days = sorted(request.partitions)
@@ -246,7 +248,7 @@ def _log_datasets(request: TrainingRequest, frame: pd.DataFrame, run_tags: dict[
     if days and len(",".join(days)) <= 500:  # MLflow's limit of a tag value
         tags[Tag.DATASET_PARTITION_KEYS] = ",".join(days)
     for split, context in (("train", "training"), ("valid", "validation"), ("test", "test")):
-        dataset = mlflow.data.from_pandas(
+        dataset = from_pandas(
             frame[frame[SPLIT_COLUMN] == split], source=request.training_set_uri,
             targets=request.target, name=f"{request.model}/training_set/{split}",
             digest=digest[:DIGEST_CHARS] or None,

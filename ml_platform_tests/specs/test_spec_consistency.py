@@ -43,9 +43,9 @@ CASES: list[tuple[str, str, Edit, str]] = [
      "choose one of ['mae', 'rmse', 'r2', 'size_mb']"),
     ("gate_metric_typo", "feed_ranking", _set("promotion.gates.1.metric", "size"),
      "promotion.gates.1.metric: 'size' is not a metric of task 'ranking'; "
-     "choose one of ['ndcg_at_10', 'auc', 'size_mb']"),
-    ("primary_metric", "feed_ranking", _set("promotion.primary_metric", "precision_at_10"),
-     "promotion.primary_metric: 'precision_at_10' is not a metric of task 'ranking'"),
+     "choose one of ['ndcg_at_10', 'precision_at_10', 'auc', 'size_mb']"),
+    ("primary_metric", "feed_ranking", _set("promotion.primary_metric", "mae"),
+     "promotion.primary_metric: 'mae' is not a metric of task 'ranking'"),
     ("target", "listing_price", _set("training.target", "price"),
      "training.target: column 'price' is not a declared dataset column"),
     ("group_column", "feed_ranking", _set("training.group_column", "user"),
@@ -107,4 +107,4 @@ def test_task_metrics_are_what_the_code_computes() -> None:
     assert tuple(metrics_for("ranking", y, score, groups=np.array([1, 1, 1, 2, 2, 2]))) == \
         TASK_METRICS["ranking"]
     assert MODEL_METRICS == ("size_mb",)
-    assert metrics_of("ranking") == ("ndcg_at_10", "auc", "size_mb")
+    assert metrics_of("ranking") == ("ndcg_at_10", "precision_at_10", "auc", "size_mb")
