@@ -1,7 +1,7 @@
 """The whole graph of `listing_price`, materialized on small data against a real MLflow server
 process and a real (SQLite) Dagster instance: landing → ... → serving, a rerun that must not
-register twice, a weak model that must not be promoted, and bad days that must not reach
-anything downstream. Nothing is faked; the model name is unique per module run so the shared
+register twice, a weak model that must not be promoted, and a bad day beside good ones that is
+rejected while the good ones go on (production keeps its data). Nothing is faked; the model name is unique per module run so the shared
 MLflow server holds no state from other modules."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import dagster as dg
 import pytest
 
 from ml_platform.pipeline.datasets import validated_key, validated_lake_key
@@ -105,7 +106,7 @@ def test_weak_model_is_registered_but_not_promoted(platform: Platform) -> None:
         ("null_flood", "nulls", ["nightly_price: 500"]),
     ],
 )
-def test_bad_day_fails_blocking_check_and_keeps_production(
+def test_bad_day_is_rejected_and_production_keeps_its_data(
     platform: Platform, kind: str, check: str, expected_words: list[str]
 ) -> None:
     bad_day = START + dt.timedelta(days=DAYS)  # the next day, landed damaged
@@ -114,22 +115,25 @@ def test_bad_day_fails_blocking_check_and_keeps_production(
     versions_before = len(platform.tracker.client().search_model_versions(
         f"name = '{platform.spec.name}'"))
 
-    result = platform.run()
+    result = platform.run()  # every landed day: the good ones go on, the bad one is rejected
 
-    assert not result.success
+    assert result.success
     failed = [e for e in result.get_asset_check_evaluations()
               if e.asset_key == validated_key("bookings") and not e.passed]
     assert check in {e.check_name for e in failed}
-    description = next(e.description for e in failed if e.check_name == check)
-    assert bad_day.isoformat() in description
+    evaluation = next(e for e in failed if e.check_name == check)
+    assert evaluation.severity == dg.AssetCheckSeverity.WARN  # other days of the run passed
+    assert bad_day.isoformat() in (evaluation.description or "")
     for word in expected_words:
-        assert word in description, description
-    for stage in ("features", "training_set", "trained", "registered", "production", "serving"):
-        assert not platform.materialized(result, stage), stage
+        assert word in (evaluation.description or ""), evaluation.description
+    assert not (platform.home / "lake" / validated_lake_key("bookings", bad_day.isoformat())).exists()
+    # the training set is the good days', unchanged: the training is reused, nothing moves
+    trained = next(e for e in result.get_asset_materialization_events()
+                   if e.asset_key == model_key(platform.spec.name, "trained"))
+    assert trained.materialization.metadata["reused_run"].value is True
     assert platform.production() == before
     assert len(platform.tracker.client().search_model_versions(
         f"name = '{platform.spec.name}'")) == versions_before
-    assert not (platform.home / "lake" / validated_lake_key("bookings", bad_day.isoformat())).exists()
 
 
 SERVE = """
