@@ -1,8 +1,8 @@
 """The whole graph of `listing_price`, materialized on small data against a real MLflow server
 process and a real (SQLite) Dagster instance: landing → ... → serving, a rerun that must not
 register twice, a weak model that must not be promoted, and a bad day beside good ones that is
-rejected while the good ones go on (production keeps its data). Nothing is faked; the model name is unique per module run so the shared
-MLflow server holds no state from other modules."""
+rejected while the good ones go on (production keeps its data). Nothing is faked; the model
+name is unique per module run so the shared MLflow server holds no state from other modules."""
 
 from __future__ import annotations
 
