@@ -1,10 +1,10 @@
 """The model a training run registers: raw rows in, the training feature code, then the network.
 
-Logged with MLflow's models-from-code: the model is `ml_platform/ml/served_model.py`, its code
-folder holds `ml_platform/ml/feature_transforms.py` (the very file the training path's
-features came from), its config the transform's parameters, its one artifact the network as a
-torch.export program. Nothing is pickled; it loads with `mlflow.pyfunc.load_model` where only
-MLflow, pandas, numpy and torch are installed.
+Logged with MLflow's models-from-code: the model is `ml_platform/ml/served_model.py`, its
+artifacts `ml_platform/ml/feature_transforms.py` (the very file the training path's features
+came from) and the network as a torch.export program, its config the transform's parameters.
+Nothing is pickled; it loads with `mlflow.pyfunc.load_model` where only MLflow, pandas, numpy
+and torch are installed.
 """
 
 from __future__ import annotations
@@ -102,8 +102,7 @@ def log_raw_rows_model(network: nn.Module, config: feature_transforms.Config,
         return mlflow.pyfunc.log_model(
             name="model",
             python_model=str(SERVED_MODEL),
-            code_paths=[feature_transforms.__file__],
-            artifacts={"network": str(network_path)},
+            artifacts={"network": str(network_path), "feature_code": feature_transforms.__file__},
             model_config=config,
             signature=raw_signature(raw, list(feature_transforms.inputs(config)), output),
             input_example=input_example(raw, config["date_column"]),

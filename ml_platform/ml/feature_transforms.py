@@ -3,8 +3,8 @@
 A transform takes rows of a dataset's own columns (a booking without its price, an impression
 without its click) and returns the float32 feature matrix a network reads. It is
 self-contained (numpy and pandas only, no ml_platform import): a logged model carries this
-very file (MLflow `code_paths`) and imports it as the top-level module `feature_transforms`
-where ml_platform is not installed, so serving cannot drift from training. Everything else a
+very file as an artifact and loads it from there where ml_platform is not installed, so
+serving cannot drift from training. Everything else a
 transform needs (which builder, the date column, the category vocabularies) is in its
 `config`, a JSON-able dict saved with the model (`model_config`).
 """

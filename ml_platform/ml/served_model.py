@@ -1,10 +1,10 @@
 """The registered model's code (MLflow models-from-code): raw rows in, predictions out.
 
 MLflow logs this file as the model and runs it where the model loads: it needs MLflow, pandas,
-numpy and torch, not ml_platform. It imports `feature_transforms`, the training path's own
-feature code, from the model's `code/` folder (logged with `code_paths`), reads the transform's
-config from the model's `model_config`, and loads the network, a torch.export program
-(`network.pt2`: graph and weights, no pickled objects). Rows are checked against the model's
+numpy and torch, not ml_platform. It loads `feature_transforms.py`, the training path's own
+feature code, from the model's artifacts (`feature_code`), reads the transform's config from
+the model's `model_config`, and loads the network, a torch.export program (`network.pt2`:
+graph and weights, no pickled objects). Rows are checked against the model's
 signature by MLflow before `predict` sees them, and again by the transform (so a direct caller
 gets an error naming the column too).
 
@@ -25,12 +25,18 @@ class RawRowsModel(PythonModel):
     """Applies the training feature code to raw rows, then the exported network."""
 
     def load_context(self, context: PythonModelContext) -> None:
-        # From the model's code/ folder, which MLflow puts on sys.path when it loads the model
-        # (not yet when it runs this file at logging time: hence imported here).
-        import feature_transforms
+        import importlib.util
+
         import torch
 
-        self.transforms = feature_transforms
+        # This model's own copy of the feature code, loaded from its file under a name of its
+        # own: an import by module name would share one module between all the models a
+        # process loads (a candidate and an older champion, whose feature code may differ).
+        path = context.artifacts["feature_code"]
+        spec = importlib.util.spec_from_file_location(f"_feature_transforms_{id(self)}", path)
+        assert spec is not None and spec.loader is not None, path
+        self.transforms = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(self.transforms)
         self.config: dict[str, Any] = dict(context.model_config)
         self.network = torch.export.load(context.artifacts["network"]).module()
 

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
@@ -145,12 +144,13 @@ def _regression_validation(model: TabularRegressor, xv: torch.Tensor, yv: torch.
             "valid_loss": sse / n / (std * std)}
 
 
-def _query_loss(loss_fn: LossFn, scores: np.ndarray, relevance: np.ndarray,
-                queries: _Queries) -> float:
+def _query_loss(loss: str, scores: np.ndarray, relevance: np.ndarray, queries: _Queries) -> float:
     """A query loss over whole queries, a chunk of them at a time, averaged over the queries
     that hold a relevant row (as each batch's loss is)."""
     total, weight = 0.0, 0
-    per_chunk = max(1, VALID_CHUNK // int(queries.lengths.max()))
+    longest = int(queries.lengths.max())
+    per_chunk = max(1, VALID_CHUNK // longest)
+    loss_fn = loss_function(loss, longest, per_chunk)
     flags = queries.first_row_flags(len(scores))
     for lo in range(0, len(queries.lengths), per_chunk):
         chunk = np.arange(lo, min(lo + per_chunk, len(queries.lengths)))
@@ -165,8 +165,7 @@ def _query_loss(loss_fn: LossFn, scores: np.ndarray, relevance: np.ndarray,
 
 
 def _ranking_validation(model: TabularRegressor, xv: torch.Tensor, yv: np.ndarray,
-                        groups: np.ndarray, loss: str, loss_fn: LossFn,
-                        device: torch.device) -> dict[str, float]:
+                        groups: np.ndarray, loss: str, device: torch.device) -> dict[str, float]:
     """NDCG@10, precision@10 and the training loss over the validation queries. Every rank
     scores all of them (queries stay whole; validation sets of ranking models are small)."""
     model.eval()
@@ -174,7 +173,7 @@ def _ranking_validation(model: TabularRegressor, xv: torch.Tensor, yv: np.ndarra
         scores = torch.cat([model(xv[lo : lo + VALID_CHUNK].to(device, non_blocking=True))
                             for lo in range(0, len(xv), VALID_CHUNK)]).float().cpu().numpy()
         if loss in QUERY_LOSSES:
-            valid_loss = _query_loss(loss_fn, scores, yv, _Queries.of(groups))
+            valid_loss = _query_loss(loss, scores, yv, _Queries.of(groups))
         else:
             std = float(model.y_std)
             valid_loss = float(np.mean(np.square(scores - yv))) / (std * std)
@@ -202,16 +201,18 @@ def listwise_softmax(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor
 
 
 def lambdarank(scores: torch.Tensor, target: torch.Tensor, *, max_len: int,
-               k: int = LAMBDA_K) -> torch.Tensor:
+               max_queries: int = 0, k: int = LAMBDA_K) -> torch.Tensor:
     """LambdaRank over each query of a batch (target as for `listwise_softmax`; a query has at
     most `max_len` rows): for every pair (i, j) of a query with relevance y_i > y_j,
     |ΔNDCG@k_ij| x log(1 + exp(-(s_i - s_j))), where |ΔNDCG@k_ij| is the change in the query's
     NDCG@k if i and j swapped places in the ranking by the current scores (held constant).
     Summed over pairs, averaged over the queries that hold a relevant row. The queries are laid
-    out as a [rows, max_len] grid (rows bound the number of queries: no host sync)."""
+    out as a [max_queries, max_len] grid (pairs: x max_len); `max_queries` (0: the rows, which
+    bound it without a host sync) must be at least the batch's number of queries."""
     relevance, first = target[:, 0], target[:, 1]
-    n, dev = scores.shape[0], scores.device
-    row = torch.arange(n, device=dev)
+    dev = scores.device
+    n = max_queries or scores.shape[0]
+    row = torch.arange(scores.shape[0], device=dev)
     start = torch.where(first > 0, row, torch.zeros_like(row)).cummax(0).values
     cell = (torch.cumsum(first, 0).long() - 1, row - start)  # (query, place in it)
     s = torch.full((n, max_len), -1e9, device=dev).index_put(cell, scores)
@@ -236,14 +237,15 @@ def lambdarank(scores: torch.Tensor, target: torch.Tensor, *, max_len: int,
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def loss_function(loss: str, max_query_len: int = 0) -> LossFn:
-    """The torch loss named `loss` (see `LOSSES`); lambdarank needs the longest query."""
+def loss_function(loss: str, max_query_len: int = 0, max_queries: int = 0) -> LossFn:
+    """The torch loss named `loss` (see `LOSSES`); lambdarank needs the longest query and, to
+    size its grid by queries rather than rows, the most queries a batch holds."""
     if loss == "mse":
         return nn.functional.mse_loss
     if loss == "listwise_softmax":
         return listwise_softmax
     if loss == "lambdarank":
-        return functools.partial(lambdarank, max_len=max_query_len)
+        return functools.partial(lambdarank, max_len=max_query_len, max_queries=max_queries)
     raise ValueError(f"unknown loss {loss!r}; known: {LOSSES}")
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
@@ -387,13 +389,11 @@ def train_network(
             _StandardUnits(model), device_ids=[device.index] if device.type == "cuda" else None,
             forward_sync_buffers=False,
         )
-    longest = int(queries.lengths.max()) if queries is not None else 0
-    if valid_groups is not None and params.loss in QUERY_LOSSES:
-        longest = max(longest, int(np.bincount(pd.factorize(np.asarray(valid_groups))[0]).max()))
-    loss_fn = loss_function(params.loss, longest)
     # Queries per batch: as many as make `batch_size` rows on average, the same on every rank.
     per_batch = (max(1, round(batch / float(queries.lengths.mean())))
                  if queries is not None else 0)
+    longest = int(queries.lengths.max()) if queries is not None else 0
+    loss_fn = loss_function(params.loss, longest, per_batch)
 
     def epoch_order(epoch: int) -> tuple[torch.Tensor, list[int]]:
         if queries is None:
@@ -405,7 +405,7 @@ def train_network(
     def validate() -> dict[str, float]:
         if params.task == "ranking":
             return _ranking_validation(model, xv, y_valid_host, np.asarray(valid_groups),
-                                       params.loss, loss_fn, device)
+                                       params.loss, device)
         return _regression_validation(model, xv, yv, ctx, device)
 
     writer = (checkpoints.CheckpointWriter(checkpoint_dir, checkpoint_mirror)

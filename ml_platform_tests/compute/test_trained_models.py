@@ -177,6 +177,8 @@ def test_served_features_are_the_training_features(which: str,
     served = model.unwrap_python_model().features(trained.raw("test"))
     training = test[list(feature_columns(trained.spec.training.feature_builder))].to_numpy()
     np.testing.assert_array_equal(served, training)
+    # The model's own copy of the feature code, not a module shared by every model loaded.
+    assert "feature_transforms" not in sys.modules
     # The signature names the raw columns; those the features need are required.
     schema = model.metadata.get_input_schema()
     assert set(schema.input_names()) == set(trained.raw("test").columns)

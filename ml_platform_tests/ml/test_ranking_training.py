@@ -99,6 +99,10 @@ def test_lambdarank_matches_its_pair_by_pair_definition() -> None:
     target = torch.from_numpy(np.stack([relevance, first], axis=1))
     got = float(lambdarank(torch.from_numpy(scores), target, max_len=max(sizes)))
     assert got == pytest.approx(_lambdarank_by_pairs(relevance, scores, groups), rel=1e-5)
+    # A grid sized by the batch's queries instead of its rows: the same loss.
+    by_queries = lambdarank(torch.from_numpy(scores), target, max_len=max(sizes),
+                            max_queries=len(sizes))
+    assert float(by_queries) == pytest.approx(got, rel=1e-6)
     assert default_loss("ranking") == "lambdarank" and default_loss("regression") == "mse"
 
 
