@@ -63,6 +63,9 @@ class K8sPodTrainer(Trainer):
     run_as_user: int = 10001
     shm_size: str = "1Gi"
     """Memory-backed /dev/shm for data-loader workers (counts against the memory limit)."""
+    extra_volumes: list[dict[str, Any]] = []
+    """More volumes (manifest form), e.g. the chart's CA bundle ConfigMap."""
+    extra_volume_mounts: list[dict[str, Any]] = []
     pod_wait_timeout_s: float = 24 * 3600.0
     poll_interval_s: float = 5.0
 
@@ -266,7 +269,7 @@ def training_pod_spec(compute: ComputeSpec, request: TrainingRequest, trainer: K
             {"name": "PYTHONUNBUFFERED", "value": "1"},
         ],
         "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH},
-                         {"name": "dshm", "mountPath": "/dev/shm"}],
+                         {"name": "dshm", "mountPath": "/dev/shm"}, *trainer.extra_volume_mounts],
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,
@@ -290,7 +293,8 @@ def training_pod_spec(compute: ComputeSpec, request: TrainingRequest, trainer: K
         },
         "containers": [container],
         "volumes": [{"name": "scratch", "emptyDir": {}},
-                    {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": trainer.shm_size}}],
+                    {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": trainer.shm_size}},
+                    *trainer.extra_volumes],
     }
     node_selector = {**trainer.node_selector, **compute.node_selector}
     if node_selector:

@@ -64,7 +64,7 @@ def test_cli_render_validates_and_carries_the_spec(capsys: pytest.CaptureFixture
                    GPU_RESOURCE: str(spec.compute.gpu)},
     }
     assert spec.compute.gpu == 1
-    assert pod["spec"]["nodeSelector"] == spec.compute.node_selector
+    assert pod["spec"].get("nodeSelector", {}) == spec.compute.node_selector == {}  # no provider default
     assert pod["spec"]["tolerations"] == [dict(t) for t in spec.compute.tolerations]
     assert container["image"] == spec.compute.image
     assert pod["spec"]["restartPolicy"] == "Never"
