@@ -68,21 +68,28 @@ done
 
 # 4. Network: the bridge, the rules (what kube-proxy --cleanup and CNI teardown left, if any).
 if ip link show "$BRIDGE" >/dev/null 2>&1; then ip link delete "$BRIDGE"; fi
-if [[ -f "$RUN_DIR/iptables.before" ]]; then
-  strip_counters() { grep -v '^#' | sed -e 's/\[[0-9]*:[0-9]*\]//'; }
-  if ! diff -q <(strip_counters < "$RUN_DIR/iptables.before") <(iptables-save | strip_counters) >/dev/null; then
-    log "restoring the iptables rules saved by cluster-up"
-    iptables-restore < "$RUN_DIR/iptables.before"
+strip_counters() { grep -v '^#' | sed -e 's/\[[0-9]*:[0-9]*\]//'; }
+restore_rules() {  # iptables|ip6tables nft-family: back to what cluster-up saved
+  local cmd=$1 family=$2 before="$RUN_DIR/$1.before" table
+  [[ -f "$before" ]] || return 0
+  diff -q <(strip_counters < "$before") <("$cmd-save" | strip_counters) >/dev/null && return 0
+  log "restoring the $cmd rules saved by cluster-up (the kubelet's chains, say)"
+  local added; added=$(comm -13 <(sed -n 's/^\*//p' "$before" | sort) <("$cmd-save" | sed -n 's/^\*//p' | sort))
+  # A table listed without rules is flushed, its own chains deleted; tables that did not
+  # exist before are then removed (nft), so the host is back to exactly what it was.
+  { cat "$before"; for table in $added; do printf '*%s\nCOMMIT\n' "$table"; done; } | "$cmd-restore"
+  if command -v nft >/dev/null; then
+    for table in $added; do nft delete table "$family" "$table" 2>/dev/null || true; done
   fi
-fi
+}
+restore_rules iptables ip
+restore_rules ip6tables ip6
 
 # 5. sysctls, cgroups the kubelet made, paths that did not exist before.
 if [[ -f "$HOST_STATE" ]]; then
   while IFS='=' read -r key value; do
     case "$key" in
-      ip_forward) echo "$value" > /proc/sys/net/ipv4/ip_forward ;;
-      route_localnet) echo "$value" > /proc/sys/net/ipv4/conf/all/route_localnet ;;
-      bridge_nf) echo "$value" > /proc/sys/net/bridge/bridge-nf-call-iptables ;;
+      sysctl) echo "${value#* }" > "/proc/sys/${value%% *}" || log "could not restore ${value%% *}" ;;
       created) rm -rf "$value" ;;
     esac
   done < "$HOST_STATE"

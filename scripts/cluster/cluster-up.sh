@@ -29,13 +29,12 @@ if [[ ! -f "$RUN_DIR/host-state" ]]; then
     # Paths the kubelet, containerd and runc create outside $RUN_DIR, when they were absent.
     for path in "${HOST_PATHS[@]}"; do if [[ ! -e "$path" ]]; then echo "created=$path"; fi; done
     for ns in /var/run/netns/*; do if [[ -e "$ns" ]]; then echo "netns=$ns"; fi; done
-    echo "ip_forward=$(cat /proc/sys/net/ipv4/ip_forward)"
-    echo "route_localnet=$(cat /proc/sys/net/ipv4/conf/all/route_localnet)"
-    if [[ -f /proc/sys/net/bridge/bridge-nf-call-iptables ]]; then
-      echo "bridge_nf=$(cat /proc/sys/net/bridge/bridge-nf-call-iptables)"
-    fi
+    for key in "${SYSCTLS[@]}"; do
+      if [[ -f "/proc/sys/$key" ]]; then echo "sysctl=$key $(cat "/proc/sys/$key")"; fi
+    done
   } > "$RUN_DIR/host-state.tmp"
   iptables-save > "$RUN_DIR/iptables.before"
+  ip6tables-save > "$RUN_DIR/ip6tables.before"
   mv "$RUN_DIR/host-state.tmp" "$RUN_DIR/host-state"
 fi
 # Pods reach Services through the bridge: br_netfilter must see bridged traffic, and the node

@@ -33,6 +33,11 @@ BRIDGE="mlp-cni0"
 # Created by the kubelet (pod logs), containerd's CRI (network namespaces) and runc when absent;
 # cluster-down removes those that were absent before cluster-up.
 HOST_PATHS=(/var/log/pods /var/log/containers /var/run/netns /run/containerd /var/lib/cni /etc/cni/net.d)
+# sysctls cluster-up, the bridge plugin, kube-proxy and the kubelet (its kernel tunables) set;
+# cluster-down writes back the values recorded before cluster-up.
+SYSCTLS=(net/ipv4/ip_forward net/ipv4/conf/all/route_localnet net/bridge/bridge-nf-call-iptables
+         vm/overcommit_memory vm/panic_on_oom kernel/panic kernel/panic_on_oops
+         kernel/keys/root_maxkeys kernel/keys/root_maxbytes)
 GPU_COUNT="${ML_PLATFORM_FAKE_GPUS:-2}"
 
 log() { printf '[cluster %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
