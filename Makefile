@@ -49,6 +49,7 @@ cluster-down:          ## stop it and undo every host change
 	bash scripts/cluster/cluster-down.sh
 
 test-cluster: $(STAMP) cluster-up   ## tests with real pods on the local cluster (left up: `make cluster-down`)
+	bash scripts/cluster/image.sh --if-missing
 	$(PY) -m pytest -m cluster ml_platform_tests/cluster
 
 image:                 ## the project's image, built with buildah from the Dockerfile, loaded into the cluster

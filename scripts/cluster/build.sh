@@ -8,7 +8,12 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 COMPONENTS=(kube-apiserver kube-scheduler kube-controller-manager kubelet kube-proxy kubectl)
 
+SRC_PARENT="$BUILD_DIR/src"
+SRC_TREE="$SRC_PARENT/kubernetes"
+REFLECT2="$SRC_TREE/vendor/github.com/modern-go/reflect2"
+
 all_built() {
+  [[ -f "$REFLECT2/go_above_118.go" ]] || return 1  # built from the fixed tree (1b below)
   local c
   for c in "${COMPONENTS[@]}" pause; do [[ -x "$BIN_DIR/$c" ]] || return 1; done
   [[ -s "$PAUSE_TAR" ]]
@@ -23,8 +28,6 @@ mkdir -p "$BIN_DIR"
 
 # 1. The source package, through a private apt configuration with deb-src lines so the
 #    host's sources stay untouched.
-SRC_PARENT="$BUILD_DIR/src"
-SRC_TREE="$SRC_PARENT/kubernetes"
 if [[ ! -f "$SRC_TREE/build/pause/linux/pause.c" ]]; then
   APT_DIR="$CACHE_ROOT/apt"
   mkdir -p "$APT_DIR/sources.list.d" "$APT_DIR/lists/partial" "$APT_DIR/archives/partial" "$SRC_PARENT"
@@ -44,6 +47,24 @@ if [[ ! -f "$SRC_TREE/build/pause/linux/pause.c" ]]; then
   (cd "$SRC_PARENT" && dpkg-source --no-check -x ./kubernetes_*.dsc "$SRC_TREE.tmp" >/dev/null)
   mv "$SRC_TREE.tmp" "$SRC_TREE"
   rm -f "$SRC_PARENT"/kubernetes_*.tar.* "$SRC_PARENT"/kubernetes_*.dsc
+fi
+
+# 1b. The tree vendors github.com/modern-go/reflect2 v1.0.1, whose map iteration crashes
+#     binaries built with Go >= 1.18 ("fatal error: fault" in mapiterinit: the API server dies
+#     on the first PATCH of a node's status). v1.0.2 fixes it and is API-compatible: its
+#     sources come from Debian's golang-github-modern-go-reflect2-dev.
+if [[ ! -f "$REFLECT2/go_above_118.go" ]]; then
+  log "vendored reflect2 v1.0.1 -> v1.0.2 (Debian golang-github-modern-go-reflect2-dev)"
+  DEB_DIR="$CACHE_ROOT/debs" && rm -rf "$DEB_DIR" && mkdir -p "$DEB_DIR"
+  (cd "$DEB_DIR" && apt-get download -qq -o APT::Sandbox::User=root golang-github-modern-go-reflect2-dev)
+  dpkg -x "$DEB_DIR"/golang-github-modern-go-reflect2-dev_*.deb "$DEB_DIR/x"
+  NEW="$DEB_DIR/x/usr/share/gocode/src/github.com/modern-go/reflect2"
+  [[ -f "$NEW/go_above_118.go" ]] || die "unexpected golang-github-modern-go-reflect2-dev layout"
+  find "$REFLECT2" -maxdepth 1 -type f \( -name '*.go' -o -name '*.s' \) -delete
+  cp "$NEW"/*.go "$NEW"/*.s "$REFLECT2/"
+  rm -rf "$DEB_DIR"
+  # Anything built from the old sources is stale.
+  for c in "${COMPONENTS[@]}"; do rm -f "$BIN_DIR/$c"; done
 fi
 
 # 2. The components, one `make WHAT=` each (~15 min cold on 2 cores, <1 min warm).

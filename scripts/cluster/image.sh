@@ -5,16 +5,27 @@
 #    which needs a container registry), carrying this machine's CA bundle so pip inside the
 #    build trusts what the host trusts;
 #  - torch: the on-disk CPU wheel, offered with its dependencies through a local package index
-#    (TORCH_INDEX_URL), since the PyTorch download site is not reachable;
+#    (TORCH_INDEX_URL, a file:// index mounted into the build), since the PyTorch download
+#    site is not reachable;
 #  - buildah's storage lives under the cache directory, not /var/lib/containers.
-# Usage: image.sh [--no-import]. Output: $IMAGE_TAR, and the image in containerd (k8s.io).
+# Usage: image.sh [--no-import | --if-missing]. Output: $PROJECT_IMAGE_TAR, and the image in the
+# cluster's containerd (namespace k8s.io). --if-missing: nothing to do when containerd has it.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 [[ $EUID -eq 0 ]] || die "image.sh needs root (buildah chroot isolation, debootstrap)"
 for tool in buildah debootstrap; do
   command -v "$tool" >/dev/null || die "$tool missing: apt-get install buildah debootstrap"
 done
-IMPORT=1; [[ "${1:-}" == "--no-import" ]] && IMPORT=0
+IMPORT=1
+case "${1:-}" in
+  --no-import) IMPORT=0 ;;
+  --if-missing)
+    if ctr --address "$CONTAINERD_SOCK" -n k8s.io images ls -q "name==$PROJECT_IMAGE" 2>/dev/null | grep -q .; then
+      log "$PROJECT_IMAGE is in the cluster already (make image rebuilds it)"; exit 0
+    fi ;;
+  "") ;;
+  *) die "usage: image.sh [--no-import | --if-missing]" ;;
+esac
 IMAGE_DIR="$CACHE_ROOT/image"
 BASE="localhost/ml-platform-base:bookworm-py3.11"
 BUILDAH=(buildah --root "$IMAGE_DIR/storage" --runroot "$IMAGE_DIR/run" --storage-driver overlay)
@@ -68,17 +79,14 @@ for name, files in projects.items():
     page.write_text(f"<!DOCTYPE html><html><body>\n{links}</body></html>\n")
 PY
 fi
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-python3 -m http.server --bind 127.0.0.1 --directory "$INDEX" "$PORT" >"$IMAGE_DIR/index.log" 2>&1 &
-INDEX_PID=$!
-trap 'kill $INDEX_PID 2>/dev/null || true' EXIT
 
 # 3. The Dockerfile, unmodified: only its build arguments point at the local base and index.
-# Chroot isolation shares the host's network, so the index on loopback is reachable.
+# The index is mounted read-only into the build's RUN steps and read as a file:// index (a
+# fixed URL, so buildah's layer cache holds across builds).
 log "buildah bud -> $PROJECT_IMAGE"
 B0=$(date +%s)
-"${BUILDAH[@]}" bud --isolation chroot --layers \
-  --build-arg "BASE_IMAGE=$BASE" --build-arg "TORCH_INDEX_URL=http://127.0.0.1:$PORT/simple" \
+"${BUILDAH[@]}" bud --isolation chroot --layers --volume "$INDEX:/ml-platform-index:ro" \
+  --build-arg "BASE_IMAGE=$BASE" --build-arg "TORCH_INDEX_URL=file:///ml-platform-index/simple" \
   -f "$REPO_ROOT/Dockerfile" -t "$PROJECT_IMAGE" "$REPO_ROOT" > "$IMAGE_DIR/build.log" 2>&1 \
   || { tail -20 "$IMAGE_DIR/build.log" >&2; die "image build failed: see $IMAGE_DIR/build.log"; }
 log "built in $(( $(date +%s) - B0 ))s"
