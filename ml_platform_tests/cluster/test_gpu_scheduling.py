@@ -110,10 +110,14 @@ def _not_kept(rendered: Any, stored: Any, path: str = "") -> Any:
         for key, value in rendered.items():
             yield from _not_kept(value, stored.get(key), f"{path}.{key}")
     elif isinstance(rendered, list):
-        if not isinstance(stored, list) or len(stored) != len(rendered):
+        # Admission may only append: DefaultTolerationSeconds adds the not-ready/unreachable
+        # tolerations. Every other list must come back as it went.
+        appendable = path == ".spec.tolerations"
+        if not isinstance(stored, list) or not (
+                len(stored) == len(rendered) or (appendable and len(stored) > len(rendered))):
             yield path, rendered, stored
             return
-        for i, (a, b) in enumerate(zip(rendered, stored, strict=True)):
+        for i, (a, b) in enumerate(zip(rendered, stored[:len(rendered)], strict=True)):
             yield from _not_kept(a, b, f"{path}[{i}]")
     elif rendered != stored:
         yield path, rendered, stored

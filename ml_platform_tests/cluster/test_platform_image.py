@@ -2,7 +2,8 @@
 cluster's containerd) on the real local cluster: a GPU pod from it imports
 `ml_platform.definitions` and its log comes back through the API server (`kubectl logs`'s
 path: API server -> kubelet on the node address); GPU pods that finish on their own free their
-GPU, and the pod waiting with `Insufficient nvidia.com/gpu` then runs.
+GPU, and the pod waiting with `Insufficient nvidia.com/gpu` then runs; the cluster DNS answers
+Service names from a pod.
 
 Faked: the GPUs (advertised by the node, not present). Needs `make image` first: without the
 image the pods fail with ErrImageNeverPull, and the test says so."""
@@ -72,3 +73,25 @@ def test_finished_gpu_pods_free_their_gpus(api: kubernetes.client.CoreV1Api, ns:
     for name in names:
         assert wait_for(lambda n=name: _finished(api, ns, n), 300, f"{name} to end") == "Succeeded"
     assert {phase(api, ns, n) for n in names} == {"Succeeded"}
+
+
+def test_cluster_dns_answers_service_names(api: kubernetes.client.CoreV1Api, ns: str) -> None:
+    """dnsmasq, fed with the Services, answers `*.svc.cluster.local` (the pod's search path
+    completes short names), as CoreDNS would."""
+    api.create_namespaced_service(ns, {"metadata": {"name": "mlflow-like"},
+                                       "spec": {"ports": [{"port": 5000}], "selector": {"x": "y"}}})
+    cluster_ip = api.read_namespaced_service("mlflow-like", ns).spec.cluster_ip
+    code = ("import socket, time\n"
+            "for name in ('mlflow-like', f'mlflow-like.{NS}.svc.cluster.local', 'kubernetes.default'):\n"
+            "    for _ in range(20):\n"
+            "        try:\n"
+            "            print(name, socket.gethostbyname(name)); break\n"
+            "        except OSError:\n"
+            "            time.sleep(0.5)\n").replace("{NS}", ns)
+    pod = _python_pod("dns", code)
+    pod["spec"]["containers"][0]["resources"]["limits"].pop("nvidia.com/gpu")
+    api.create_namespaced_pod(ns, pod)
+    assert wait_for(lambda: _finished(api, ns, "dns"), 120, "the dns pod to end") == "Succeeded"
+    lines = set(api.read_namespaced_pod_log("dns", ns).splitlines())
+    assert {f"mlflow-like {cluster_ip}", f"mlflow-like.{ns}.svc.cluster.local {cluster_ip}",
+            "kubernetes.default 10.96.0.1"} <= lines, lines
