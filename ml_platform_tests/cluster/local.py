@@ -92,6 +92,12 @@ def unschedulable_reason(api: kubernetes.client.CoreV1Api, ns: str, name: str) -
     return None
 
 
+def pod_log(api: kubernetes.client.CoreV1Api, ns: str, name: str) -> str:
+    """The pod's log as text (the generated client returns a bytes repr for this call)."""
+    response = api.read_namespaced_pod_log(name, ns, _preload_content=False)
+    return response.data.decode()
+
+
 def node_gpus(api: kubernetes.client.CoreV1Api) -> int:
     (node,) = api.list_node().items
     return int(node.status.allocatable.get(GPU, "0"))

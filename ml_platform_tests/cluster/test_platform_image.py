@@ -20,6 +20,7 @@ from ml_platform_tests.cluster.local import (
     gpu_pod,
     namespace,
     phase,
+    pod_log,
     unschedulable_reason,
     wait_for,
 )
@@ -57,7 +58,7 @@ def test_pod_from_the_image_imports_the_definitions(api: kubernetes.client.CoreV
             "print('definitions loaded; torch', torch.__version__)")
     api.create_namespaced_pod(ns, _python_pod("definitions", code))
     outcome = wait_for(lambda: _finished(api, ns, "definitions"), 300, "the definitions pod to end")
-    log = api.read_namespaced_pod_log("definitions", ns)
+    log = pod_log(api, ns, "definitions")
     assert outcome == "Succeeded", log
     assert "definitions loaded; torch 2.13.0" in log
 
@@ -92,6 +93,6 @@ def test_cluster_dns_answers_service_names(api: kubernetes.client.CoreV1Api, ns:
     pod["spec"]["containers"][0]["resources"]["limits"].pop("nvidia.com/gpu")
     api.create_namespaced_pod(ns, pod)
     assert wait_for(lambda: _finished(api, ns, "dns"), 120, "the dns pod to end") == "Succeeded"
-    lines = set(api.read_namespaced_pod_log("dns", ns).splitlines())
+    lines = set(pod_log(api, ns, "dns").splitlines())
     assert {f"mlflow-like {cluster_ip}", f"mlflow-like.{ns}.svc.cluster.local {cluster_ip}",
             "kubernetes.default 10.96.0.1"} <= lines, lines
