@@ -15,6 +15,7 @@ stop() {  # name...: SIGTERM, then SIGKILL after 15 s, by the pid cluster-up rec
   for name in "$@"; do
     running "$name" || { rm -f "$RUN_DIR/pids/$name"; continue; }
     pid=$(cat "$RUN_DIR/pids/$name")
+    log "stopping $name ($pid)"
     kill -TERM "$pid" 2>/dev/null || true
     for i in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
     if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
@@ -26,6 +27,7 @@ stop() {  # name...: SIGTERM, then SIGKILL after 15 s, by the pid cluster-up rec
 #    through the CRI, which runs the CNI teardown (veth, IP, masquerade rules).
 stop kube-controller-manager kube-scheduler
 if running kube-apiserver && running kubelet; then
+  log "deleting every pod through the kubelet"
   "${KUBECTL[@]}" delete pods --all --all-namespaces --grace-period 1 --wait --timeout 90s >/dev/null 2>&1 || true
   for i in $(seq 60); do
     [[ -z "$("${CTR[@]}" tasks ls -q 2>/dev/null)" ]] && break

@@ -12,9 +12,7 @@ for tool in etcd containerd runc ctr dnsmasq iptables openssl ip; do
 done
 [[ -x /usr/lib/cni/bridge && -x /usr/lib/cni/host-local ]] \
   || die "CNI plugins missing: apt-get install containernetworking-plugins"
-if [[ -f "$RUN_DIR/pids/kube-apiserver" ]] && kill -0 "$(cat "$RUN_DIR/pids/kube-apiserver")" 2>/dev/null; then
-  log "already up (kubeconfig: $KUBECONFIG_PATH)"; exit 0
-fi
+# Idempotent: on a running cluster every step is a check, and a component that died restarts.
 
 T0=$(date +%s)
 bash "$CLUSTER_DIR/build.sh"

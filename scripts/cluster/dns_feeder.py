@@ -45,8 +45,13 @@ def records(services: list[dict], endpoints: list[dict]) -> list[tuple[str, str]
 
 
 def snapshot(kubectl: str, kubeconfig: str) -> str | None:
-    done = subprocess.run([kubectl, "--kubeconfig", kubeconfig, "get", "services,endpoints",
-                           "--all-namespaces", "-o", "json"], capture_output=True, text=True)
+    try:
+        done = subprocess.run([kubectl, "--kubeconfig", kubeconfig, "get", "services,endpoints",
+                               "--all-namespaces", "-o", "json"], capture_output=True, text=True,
+                              timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:  # keep serving the last records
+        print(f"dns_feeder: {exc}", file=sys.stderr, flush=True)
+        return None
     if done.returncode != 0:
         print(f"dns_feeder: kubectl failed: {done.stderr.strip()}", file=sys.stderr, flush=True)
         return None
