@@ -252,6 +252,13 @@ def training_pod_spec(compute: ComputeSpec, request: TrainingRequest, trainer: K
     limited as the spec says. Credentials reach the pod only from existing Secrets by name.
     `node_rank` None: a pod of the multi-node worker Job.
     """
+    from kubernetes.utils import parse_quantity
+
+    # /dev/shm is memory-backed and counts against the memory limit: a bigger one only moves
+    # the OOM kill from the allocator to the data loader.
+    if parse_quantity(trainer.shm_size) > parse_quantity(compute.memory):
+        raise ValueError(f"training shm_size {trainer.shm_size} (chart value training.shmSize) must "
+                         f"not exceed model {request.model}'s compute.memory {compute.memory}")
     limits: dict[str, str] = {"cpu": compute.cpu, "memory": compute.memory}
     if compute.gpu > 0:
         limits[GPU_RESOURCE] = str(compute.gpu)

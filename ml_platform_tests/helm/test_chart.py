@@ -319,6 +319,16 @@ def test_gpu_pool_shm_fits_the_shipped_specs_memory() -> None:
         assert parse_quantity(settings["shm_size"]) < parse_quantity(spec.compute.memory), spec.name
 
 
+def test_shm_larger_than_the_memory_limit_is_refused_at_render() -> None:
+    spec = next(s for s in load_specs() if s.name == "listing_price")
+    trainer = K8sPodTrainer(compute={spec.name: spec.compute.model_dump(mode="json", exclude_none=True)},
+                            shm_size="8Gi")
+    assert spec.compute.memory == "4Gi"
+    with pytest.raises(ValueError, match=r"training.shmSize\) must not exceed model listing_price's "
+                                         r"compute.memory 4Gi"):
+        render_training_pod(spec, trainer)
+
+
 def test_shipped_specs_pin_no_provider_node_label() -> None:
     """Off GKE a `cloud.google.com/...` selector leaves the pod Pending for hours: placement
     comes from the chart's `training.nodeSelector` (values-gpu-pool.yaml) instead."""
