@@ -36,8 +36,8 @@ lint: setup            ## ruff, and the type checker on the layers below the pip
 test: lint             ## the whole suite: unit tests and real-server integration tests
 	$(PY) -m pytest
 
-test-fast: setup       ## the tests that start no server (under a minute)
-	$(PY) -m pytest -m "not integration" -q
+test-fast: setup       ## the tests that start no server or process (under a minute)
+	$(PY) -m pytest -m "not integration and not cluster" -q
 
 bench: setup           ## benchmarks; results go to docs/benchmarks.md
 	$(PY) benchmarks/features.py
@@ -46,3 +46,19 @@ bench: setup           ## benchmarks; results go to docs/benchmarks.md
 
 clean:
 	rm -rf .ml_platform
+
+# --- the local single-node Kubernetes (docs/kubernetes.md, "A local cluster") ---------------
+.PHONY: cluster-up cluster-down test-cluster image
+
+cluster-up:            ## Kubernetes 1.20 on this machine (root; builds once into ~/.cache/ml-platform/cluster)
+	bash scripts/cluster/cluster-up.sh
+
+cluster-down:          ## stop it and undo every host change
+	bash scripts/cluster/cluster-down.sh
+
+test-cluster: $(STAMP) cluster-up   ## tests with real pods on the local cluster (left up: `make cluster-down`)
+	bash scripts/cluster/image.sh --if-missing
+	$(PY) -m pytest -m cluster ml_platform_tests/cluster
+
+image:                 ## the project's image, built with buildah from the Dockerfile, loaded into the cluster
+	bash scripts/cluster/image.sh

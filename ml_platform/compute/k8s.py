@@ -64,6 +64,9 @@ class K8sPodTrainer(Trainer):
     run_as_user: int = 10001
     shm_size: str = "1Gi"
     """Memory-backed /dev/shm for data-loader workers (counts against the memory limit)."""
+    extra_volumes: list[dict[str, Any]] = []
+    """More volumes (manifest form), e.g. the chart's CA bundle ConfigMap."""
+    extra_volume_mounts: list[dict[str, Any]] = []
     pod_wait_timeout_s: float = 24 * 3600.0
     poll_interval_s: float = 5.0
 
@@ -250,6 +253,13 @@ def training_pod_spec(compute: ComputeSpec, request: TrainingRequest, trainer: K
     limited as the spec says. Credentials reach the pod only from existing Secrets by name.
     `node_rank` None: a pod of the multi-node worker Job.
     """
+    from kubernetes.utils import parse_quantity
+
+    # /dev/shm is memory-backed and counts against the memory limit: a bigger one only moves
+    # the OOM kill from the allocator to the data loader.
+    if parse_quantity(trainer.shm_size) > parse_quantity(compute.memory):
+        raise ValueError(f"training shm_size {trainer.shm_size} (chart value training.shmSize) must "
+                         f"not exceed model {request.model}'s compute.memory {compute.memory}")
     limits: dict[str, str] = {"cpu": compute.cpu, "memory": compute.memory}
     if compute.gpu > 0:
         limits[GPU_RESOURCE] = str(compute.gpu)
@@ -267,7 +277,7 @@ def training_pod_spec(compute: ComputeSpec, request: TrainingRequest, trainer: K
             {"name": "PYTHONUNBUFFERED", "value": "1"},
         ],
         "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH},
-                         {"name": "dshm", "mountPath": "/dev/shm"}],
+                         {"name": "dshm", "mountPath": "/dev/shm"}, *trainer.extra_volume_mounts],
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,
@@ -291,7 +301,8 @@ def training_pod_spec(compute: ComputeSpec, request: TrainingRequest, trainer: K
         },
         "containers": [container],
         "volumes": [{"name": "scratch", "emptyDir": {}},
-                    {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": trainer.shm_size}}],
+                    {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": trainer.shm_size}},
+                    *trainer.extra_volumes],
     }
     node_selector = {**trainer.node_selector, **compute.node_selector}
     if node_selector:

@@ -65,7 +65,7 @@ def test_cli_render_validates_and_carries_the_spec(capsys: pytest.CaptureFixture
                    GPU_RESOURCE: str(spec.compute.gpu)},
     }
     assert spec.compute.gpu == 1
-    assert pod["spec"]["nodeSelector"] == spec.compute.node_selector
+    assert pod["spec"].get("nodeSelector", {}) == spec.compute.node_selector == {}  # no provider default
     assert pod["spec"]["tolerations"] == [dict(t) for t in spec.compute.tolerations]
     assert container["image"] == spec.compute.image
     assert pod["spec"]["restartPolicy"] == "Never"
@@ -274,7 +274,7 @@ def test_multi_node_renders_a_service_a_worker_job_and_node_0(
         assert container["envFrom"] == [{"secretRef": {"name": "s3-creds"}}]
         assert container["ports"] == [{"name": "rendezvous", "containerPort": RENDEZVOUS_PORT}]
     assert worker["tolerations"] == pod["spec"]["tolerations"]
-    assert worker["nodeSelector"] == pod["spec"]["nodeSelector"]
+    assert worker.get("nodeSelector") == pod["spec"].get("nodeSelector")
     torchrun = ["python", "-m", "torch.distributed.run", "--nproc-per-node=4", "--nnodes=3"]
     rendezvous = [f"--master-addr={name}", f"--master-port={RENDEZVOUS_PORT}",
                   "--rdzv-conf=timeout=1800", "-m", "ml_platform.compute.entrypoint"]

@@ -67,10 +67,11 @@ def test_bundled_postgres_is_optional() -> None:
     assert instance["storage"]["postgres"]["postgres_db"]["params"] == {"sslmode": "require"}
     (mlflow,) = [o for o in render("external-postgres") if o["metadata"]["name"] == "mlp-ml-platform-mlflow"
                  and o["kind"] == "Deployment"]
-    command = mlflow["spec"]["template"]["spec"]["containers"][0]["command"]
-    assert ("postgresql+psycopg2://$(MLFLOW_DB_USER):$(MLFLOW_DB_PASSWORD)"
-            "@ml-platform-db.example.internal:5432/mlflow?sslmode=require") in command
-    assert "--serve-artifacts" in command
+    (container,) = mlflow["spec"]["template"]["spec"]["containers"]
+    backend = {e["name"]: e.get("value") for e in container["env"]}["MLFLOW_BACKEND_STORE_URI"]
+    assert backend == ("postgresql+psycopg2://$(MLFLOW_DB_USER):$(MLFLOW_DB_PASSWORD)"
+                       "@ml-platform-db.example.internal:5432/mlflow?sslmode=require")
+    assert "--serve-artifacts" in container["command"]
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -88,10 +89,12 @@ def test_rbac_is_namespaced_and_minimal(variant: str) -> None:
                                   "name": role["metadata"]["name"]}
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "mlp-ml-platform",
                                     "namespace": NAMESPACE}]
-    # Pods that never talk to the API get no token.
+    # Only the pods that launch runs (webserver, daemon) get a token; the user-code server,
+    # MLflow and PostgreSQL never talk to the API.
     for where, spec in pod_specs(objects):
-        if not any(n in where for n in ("webserver", "daemon", "user-code")):
+        if not any(n in where for n in ("webserver", "daemon")):
             assert spec.get("automountServiceAccountToken") is False, where
+            assert spec["serviceAccountName"] == "mlp-ml-platform-workload", where
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -105,6 +108,14 @@ def test_no_secret_in_plain_text(variant: str) -> None:
                     assert "value" not in var and "secretKeyRef" in var["valueFrom"], (where, var)
     for data in (o["data"] for o in objects if o["kind"] == "ConfigMap"):
         assert not [k for k in data if SENSITIVE.search(k)]
+    # No secret on a command line (ps, /proc/<pid>/cmdline): no $(VAR) expansion of a
+    # sensitive variable in any command, argument or probe.
+    for where, spec in pod_specs(objects):
+        for c in containers(spec):
+            argv = [*c.get("command", []), *c.get("args", [])]
+            argv += [a for p in ("livenessProbe", "readinessProbe", "startupProbe")
+                     for a in c.get(p, {}).get("exec", {}).get("command", [])]
+            assert not [a for a in argv if re.search(r"\$\([A-Z_]*(PASSWORD|SECRET|TOKEN|KEY)", a)], where
     instance = yaml.safe_load(config_map(objects, "-instance")["dagster.yaml"])
     assert instance["storage"]["postgres"]["postgres_db"]["password"] == {"env": "DAGSTER_PG_PASSWORD"}
 
@@ -262,3 +273,104 @@ def test_dockerfile_pins_torch_and_runs_non_root() -> None:
     assert user.split(":")[0] == "10001"
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert values["podSecurityContext"]["runAsUser"] == 10001
+
+
+def _template(tmp_path: Path, values: dict, *flags: str) -> tuple[dict, ...]:
+    file = tmp_path / "v.yaml"
+    file.write_text(yaml.safe_dump(values))
+    text = helm_run("template", "mlp", CHART, "--namespace", NAMESPACE, "-f", file, *flags)
+    return tuple(d for d in yaml.safe_load_all(text) if d)
+
+
+def test_chart_installs_on_kubernetes_1_20(tmp_path: Path) -> None:
+    """The local cluster is 1.20 (scripts/cluster/): the chart's kubeVersion admits it."""
+    objects = _template(tmp_path, {}, "--kube-version", "1.20.2")
+    assert any(o["kind"] == "Deployment" for o in objects)
+    assert yaml.safe_load((CHART / "Chart.yaml").read_text())["kubeVersion"] == ">=1.20.0-0"
+
+
+@pytest.mark.parametrize(("values", "error"), [
+    ({"dagster": {"concurency": {"trainingSlots": 2}}}, "additional properties 'concurency'"),
+    ({"training": {"shmSize": "lots"}}, "/training/shmSize"),
+    ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
+    ({"dagster": {"concurrency": {"trainingSlots": 0}}}, "/dagster/concurrency/trainingSlots"),
+])
+def test_values_schema_refuses_bad_values(tmp_path: Path, values: dict, error: str) -> None:
+    file = tmp_path / "v.yaml"
+    file.write_text(yaml.safe_dump(values))
+    with pytest.raises(AssertionError, match=re.escape(error)):
+        helm_run("template", "mlp", CHART, "-f", file)
+
+
+def test_user_code_server_has_startup_liveness_and_readiness_probes() -> None:
+    specs = dict(pod_specs(render("default")))
+    (container,) = specs["Deployment/mlp-ml-platform-user-code"]["containers"]
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["exec"]["command"][:3] == ["dagster", "api", "grpc-health-check"], probe
+    # Loading the definitions may take minutes: the startup probe, not liveness, allows it.
+    assert container["startupProbe"]["failureThreshold"] * container["startupProbe"]["periodSeconds"] >= 300
+
+
+def test_gpu_pool_shm_fits_the_shipped_specs_memory() -> None:
+    """/dev/shm is memory-backed: it counts against the training pod's memory limit."""
+    from kubernetes.utils import parse_quantity
+
+    settings = json.loads(config_map(render("gpu-pool"), "-env")["ML_PLATFORM_TRAINING_POD"])
+    for spec in load_specs():
+        assert parse_quantity(settings["shm_size"]) < parse_quantity(spec.compute.memory), spec.name
+
+
+def test_shm_larger_than_the_memory_limit_is_refused_at_render() -> None:
+    spec = next(s for s in load_specs() if s.name == "listing_price")
+    trainer = K8sPodTrainer(compute={spec.name: spec.compute.model_dump(mode="json", exclude_none=True)},
+                            shm_size="8Gi")
+    assert spec.compute.memory == "4Gi"
+    with pytest.raises(ValueError, match=r"training.shmSize\) must not exceed model listing_price's "
+                                         r"compute.memory 4Gi"):
+        render_training_pod(spec, trainer)
+
+
+def test_shipped_specs_pin_no_provider_node_label() -> None:
+    """Off GKE a `cloud.google.com/...` selector leaves the pod Pending for hours: placement
+    comes from the chart's `training.nodeSelector` (values-gpu-pool.yaml) instead."""
+    providers = ("cloud.google.com/", "eks.amazonaws.com/", "kubernetes.azure.com/")
+    for spec in load_specs():
+        assert not [k for k in spec.compute.node_selector if k.startswith(providers)], spec.name
+
+
+def test_ca_bundle_and_proxy_reach_every_pod(tmp_path: Path) -> None:
+    objects = _template(tmp_path, {"caBundle": {"configMap": "corp-ca"},
+                                   "proxy": {"httpsProxy": "http://proxy.corp:3128",
+                                             "noProxy": ".corp"}})
+    for obj in objects:
+        validate(obj)
+    env_cm = config_map(objects, "-env")
+    ca_file = "/etc/ml-platform/ca/ca-certificates.crt"
+    assert env_cm["SSL_CERT_FILE"] == env_cm["REQUESTS_CA_BUNDLE"] == env_cm["AWS_CA_BUNDLE"] == ca_file
+    assert env_cm["HTTPS_PROXY"] == env_cm["https_proxy"] == "http://proxy.corp:3128"
+    no_proxy = env_cm["NO_PROXY"].split(",")
+    assert {".corp", ".svc", "mlp-ml-platform-mlflow", "mlp-ml-platform-postgresql"} <= set(no_proxy)
+    # Chart pods mount the bundle; MLflow (no env ConfigMap) gets the variables itself.
+    for where, spec in pod_specs(objects):
+        if "postgresql" in where:
+            continue
+        assert {"name": "ca-bundle", "configMap": {"name": "corp-ca", "items": [
+            {"key": "ca-certificates.crt", "path": "ca-certificates.crt"}]}} in spec["volumes"], where
+        for c in containers(spec):
+            assert {"name": "ca-bundle", "mountPath": "/etc/ml-platform/ca", "readOnly": True} \
+                in c["volumeMounts"], (where, c["name"])
+    mlflow = dict(pod_specs(objects))["Deployment/mlp-ml-platform-mlflow"]["containers"][0]
+    assert {"name": "SSL_CERT_FILE", "value": ca_file} in mlflow["env"]
+    # Run workers (dagster.yaml) and training pods (ML_PLATFORM_TRAINING_POD) too.
+    launcher = yaml.safe_load(config_map(objects, "-instance")["dagster.yaml"])["run_launcher"]["config"]
+    assert "ca-bundle" in [v["name"] for v in launcher["volumes"]]
+    assert "ca-bundle" in [m["name"] for m in launcher["volume_mounts"]]
+    spec = next(s for s in load_specs() if s.name == "listing_price")
+    settings = json.loads(env_cm["ML_PLATFORM_TRAINING_POD"])
+    trainer = K8sPodTrainer(compute={spec.name: spec.compute.model_dump(mode="json", exclude_none=True)},
+                            **settings)
+    pod = render_training_pod(spec, trainer)
+    validate(pod)
+    assert "ca-bundle" in [v["name"] for v in pod["spec"]["volumes"]]
+    assert {"name": "ca-bundle", "mountPath": "/etc/ml-platform/ca", "readOnly": True} \
+        in pod["spec"]["containers"][0]["volumeMounts"]

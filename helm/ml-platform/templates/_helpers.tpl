@@ -106,6 +106,47 @@ imagePullSecrets:
 {{- end }}
 {{- end -}}
 
+{{/* Where the CA bundle ConfigMap is mounted, and its file. */}}
+{{- define "mlp.caDir" -}}/etc/ml-platform/ca{{- end -}}
+{{- define "mlp.caFile" -}}{{ printf "%s/%s" (include "mlp.caDir" .) .Values.caBundle.key }}{{- end -}}
+
+{{/* Proxy and CA variables (name: value), for the env ConfigMap and MLflow's env. */}}
+{{- define "mlp.outboundEnv" -}}
+{{- $env := dict -}}
+{{- with .Values.proxy.httpProxy }}{{ $_ := set $env "HTTP_PROXY" . }}{{ $_ := set $env "http_proxy" . }}{{ end -}}
+{{- with .Values.proxy.httpsProxy }}{{ $_ := set $env "HTTPS_PROXY" . }}{{ $_ := set $env "https_proxy" . }}{{ end -}}
+{{- if or .Values.proxy.httpProxy .Values.proxy.httpsProxy -}}
+{{- $local := list "localhost" "127.0.0.1" ".svc" ".cluster.local" (include "mlp.mlflowService" .) (include "mlp.userCodeService" .) (include "mlp.pgHost" .) (printf "%s-webserver" (include "mlp.fullname" .)) -}}
+{{- with .Values.proxy.noProxy }}{{ $local = append $local . }}{{ end -}}
+{{- $_ := set $env "NO_PROXY" (join "," $local) -}}{{- $_ := set $env "no_proxy" (join "," $local) -}}
+{{- end -}}
+{{- if .Values.caBundle.configMap -}}
+{{- range $name := list "SSL_CERT_FILE" "REQUESTS_CA_BUNDLE" "AWS_CA_BUNDLE" -}}
+{{- $_ := set $env $name (include "mlp.caFile" $) -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $env -}}
+{{- end -}}
+
+{{- define "mlp.caVolume" -}}
+{{- if .Values.caBundle.configMap }}
+- name: ca-bundle
+  configMap:
+    name: {{ .Values.caBundle.configMap }}
+    items:
+      - key: {{ .Values.caBundle.key }}
+        path: {{ .Values.caBundle.key }}
+{{- end }}
+{{- end -}}
+
+{{- define "mlp.caVolumeMount" -}}
+{{- if .Values.caBundle.configMap }}
+- name: ca-bundle
+  mountPath: {{ include "mlp.caDir" . }}
+  readOnly: true
+{{- end }}
+{{- end -}}
+
 {{/* DAGSTER_HOME (the instance ConfigMap), the workspace and a writable /tmp. */}}
 {{- define "mlp.dagsterVolumes" -}}
 - name: instance
@@ -116,6 +157,7 @@ imagePullSecrets:
     name: {{ include "mlp.fullname" . }}-workspace
 - name: tmp
   emptyDir: {}
+{{- include "mlp.caVolume" . }}
 {{- end -}}
 
 {{- define "mlp.dagsterVolumeMounts" -}}
@@ -127,6 +169,7 @@ imagePullSecrets:
   readOnly: true
 - name: tmp
   mountPath: /tmp
+{{- include "mlp.caVolumeMount" . }}
 {{- end -}}
 
 {{/* libpq parameters as a URL query: {sslmode: require} -> sslmode=require */}}
