@@ -29,9 +29,9 @@ import pytest
 
 from ml_platform.compute.k8s import K8sPodTrainer
 from ml_platform.compute.request import TrainingRequest
-from ml_platform.ml.data import generate_bookings
 from ml_platform.ml.features import build_features
 from ml_platform.ml.training_set import make_training_set
+from ml_platform.simulation.bookings import generate_bookings
 from ml_platform.tracking.server import free_port, is_healthy
 from ml_platform_tests.cluster.local import GPU, PROJECT_IMAGE, kubeconfig_path, namespace
 
