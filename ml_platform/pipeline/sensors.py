@@ -129,11 +129,14 @@ def landing_sensor(ds: DatasetSpec) -> dg.SensorDefinition:
         plan.cursor.reported = sorted({*plan.cursor.reported, *(i.key for i in ignored)})
         known = context.instance.get_dynamic_partitions(partitions.name)
         to_add = [d for d in plan.new_days if d not in set(known)]
-        failed = [s.day for s in day_states(context.instance, ds.name, listing.mtimes)
-                  if s.state == "due" and s.run_id]
+        states = {s.day: s for s in day_states(context.instance, ds.name, listing.mtimes)}
+        failed = [s.day for s in states.values() if s.state == "due" and s.run_id]
         retry, plan.cursor.retries = plan_retries(plan.cursor.retries, failed, now,
                                                   ds.retry_max_hours * 3600)
-        run_days = sorted({*plan.run_days, *retry})
+        # Only days still due: days `ml-platform demo` or `ingest` already took to the end (or
+        # that are in flight or rejected) are not ingested again.
+        run_days = sorted(d for d in {*plan.run_days, *retry}
+                          if d in states and states[d].state == "due")
         requests = []
         if run_days:
             ordered = [*known, *to_add]

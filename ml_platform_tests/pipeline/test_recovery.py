@@ -7,7 +7,8 @@ Dagster instance and MLflow server:
   deleting it withdraws it cleanly (the next ingest has nothing to do and succeeds);
 - a killed `ingest` (SIGKILL after its training finished) is repaired by the next one: the run
   left STARTED is marked failed, its days are taken up again, the finished training is reused
-  (not retrained) and registered, and no process of the killed command is left.
+  (not retrained) and registered, and no process of the killed command is left;
+- after an ingest, the landing sensor requests nothing for the days it took to the end.
 
 Nothing is faked."""
 
@@ -25,6 +26,7 @@ import dagster as dg
 import pytest
 import yaml
 
+from ml_platform import names
 from ml_platform.ops.execute import ingest
 from ml_platform.pipeline.build import build_definitions
 from ml_platform.pipeline.keys import model_key
@@ -131,3 +133,28 @@ def test_a_killed_ingest_is_repaired_by_the_next(platform: Platform, tmp_path: P
     assert len(client.search_model_versions(f"name = '{name}'")) == versions_before + 1
     leftovers = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True)
     assert leftovers.stdout.strip() == "", "a process of the killed ingest outlived it"
+
+
+def test_the_sensor_does_not_ingest_again_what_ingest_took_to_the_end(platform: Platform) -> None:
+    """`make demo` (or `ingest`) then `make dev`: the landing sensor's first tick finds every
+    landed day done and requests nothing; a day landed afterwards is requested alone."""
+    assert _ingest(platform)["success"]  # every landed day is done
+    ds = platform.spec.dataset.model_copy(update={"debounce_seconds": 0})
+    spec = platform.spec.model_copy(update={"dataset": ds})
+    defs = build_definitions([spec])
+    sensor = defs.resolve_sensor_def(names.landing_sensor(ds.name))
+
+    def tick(cursor: str | None) -> dg.SensorResult:
+        result = sensor(dg.build_sensor_context(instance=platform.instance, cursor=cursor,
+                                                resources={"landing": LandingZone()},
+                                                definitions=defs))
+        assert isinstance(result, dg.SensorResult)
+        return result
+
+    first = tick(None)
+    assert first.run_requests == []
+    new_day = START + dt.timedelta(days=DAYS + 20)
+    platform.land(new_day, 1)
+    later = tick(first.cursor)
+    (request,) = later.run_requests
+    assert request.tags["ml_platform/days"] == new_day.isoformat()
