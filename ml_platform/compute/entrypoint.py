@@ -341,6 +341,7 @@ def run_training(request: TrainingRequest, log: Any = None, *, ctx: DistContext 
         )
         mlflow.set_tag(Tag.MODEL_URI, info.model_uri)
         mlflow.flush_async_logging()
+        _log_system_metrics_once(client, request.mlflow_run_id)
 
     top = importance.head(TOP_FEATURES)
     return {"model_uri": info.model_uri, **_summary(result, test),
@@ -348,6 +349,20 @@ def run_training(request: TrainingRequest, log: Any = None, *, ctx: DistContext 
                                                           strict=True)},
             "feature_importance_seconds": importance_seconds,
             "tracking_blocked_seconds": blocked, "tracking_flush_seconds": flush}
+
+
+def _log_system_metrics_once(client: Any, run_id: str) -> None:
+    """MLflow's system-metrics monitor publishes a sample only after a full sampling interval,
+    so a run shorter than that would record none: then take one sample now, with MLflow's own
+    collectors, at the monitor's next step."""
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    if any(key.startswith("system/") for key in client.get_run(run_id).data.metrics):
+        return
+    monitor = SystemMetricsMonitor(run_id, resume_logging=True)
+    monitor.collect_metrics()
+    monitor.publish_metrics(monitor.aggregate_metrics())
+    monitor.mlflow_logger.flush()
 
 
 def _log_missing_epochs(client: Any, run_id: str, history: list[dict[str, float]]) -> None:
