@@ -131,8 +131,22 @@ def test_a_killed_ingest_is_repaired_by_the_next(platform: Platform, tmp_path: P
     metadata = trained.asset_materialization.metadata
     assert metadata["reused_run"].value is True and metadata["mlflow_run_id"].value == killed
     assert len(client.search_model_versions(f"name = '{name}'")) == versions_before + 1
-    leftovers = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True)
-    assert leftovers.stdout.strip() == "", "a process of the killed ingest outlived it"
+    assert _living_in_session(proc.pid) == [], "a process of the killed ingest outlived it"
+
+
+def _living_in_session(sid: int) -> list[str]:
+    """The processes of session `sid` still running (zombies, dead but not yet reaped by
+    whoever adopted them, hold nothing and are left out)."""
+    import psutil
+
+    living = []
+    for p in psutil.process_iter(["pid", "status", "cmdline"]):
+        try:
+            if os.getsid(p.info["pid"]) == sid and p.info["status"] != psutil.STATUS_ZOMBIE:
+                living.append(" ".join(p.info["cmdline"] or []))
+        except (ProcessLookupError, PermissionError):
+            continue
+    return living
 
 
 def test_the_sensor_does_not_ingest_again_what_ingest_took_to_the_end(platform: Platform) -> None:
