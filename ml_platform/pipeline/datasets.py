@@ -79,25 +79,22 @@ def _unreadable_outcomes(day: str, reason: str) -> list[CheckOutcome]:
             for name in CHECK_NAMES]
 
 
-PREVIOUS_DAY_CHECK = names.PREVIOUS_DAY_CHECK
-
-
 def previous_day_check(ds: DatasetSpec, days: list[str], lake: LakeStore,
                        landing: LandingStore) -> dg.AssetCheckResult:
     """Whether the day before the newest landed day of `ds` passed validation; if not, a
     description naming the day and its shortfall (rows landed against the manifest)."""
     if len(days) < 2:
-        return dg.AssetCheckResult(check_name=PREVIOUS_DAY_CHECK, passed=True,
+        return dg.AssetCheckResult(check_name=names.PREVIOUS_DAY_CHECK, passed=True,
                                    description="no previous day yet")
     day = days[-2]
     if lake.exists(validated_lake_key(ds.name, day)):
-        return dg.AssetCheckResult(check_name=PREVIOUS_DAY_CHECK, passed=True,
+        return dg.AssetCheckResult(check_name=names.PREVIOUS_DAY_CHECK, passed=True,
                                    description=f"{day} is complete and validated")
     expected = int((landing.manifest(ds.name, day) or {}).get("expected_rows", ds.rows_per_day))
     rows = (len(lake.read_parquet(raw_lake_key(ds.name, day), columns=[ds.key]))
             if lake.exists(raw_lake_key(ds.name, day)) else 0)
     return dg.AssetCheckResult(
-        check_name=PREVIOUS_DAY_CHECK, passed=False, severity=dg.AssetCheckSeverity.ERROR,
+        check_name=names.PREVIOUS_DAY_CHECK, passed=False, severity=dg.AssetCheckSeverity.ERROR,
         description=f"previous day {ds.name} {day} is not complete: {rows} of {expected} "
                     f"expected rows landed and validated, short by {max(expected - rows, 0)}",
         metadata={"day": day, "rows": rows, "expected_rows": expected},

@@ -50,7 +50,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ml_platform import settings
-from ml_platform.tracking.server import DEFAULT_PORT, TRACKING_URI_ENV, free_port
+from ml_platform.settings import TRACKING_URI_ENV
+from ml_platform.tracking.server import DEFAULT_PORT, free_port
 
 RECORD_FILE = "server.json"
 LOCK_FILE = "server.lock"

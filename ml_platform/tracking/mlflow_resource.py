@@ -15,9 +15,10 @@ import dagster as dg
 
 from ml_platform import names
 from ml_platform.names import Tag
+from ml_platform.settings import TRACKING_URI_ENV
 from ml_platform.tracking.home_server import wait_for_home_server
 from ml_platform.tracking.http_bounds import apply_http_bounds
-from ml_platform.tracking.server import TRACKING_URI_ENV, wait_until_answering
+from ml_platform.tracking.server import wait_until_answering
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

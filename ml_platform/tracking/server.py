@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ml_platform import settings
+from ml_platform.settings import TRACKING_URI_ENV
 
-TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 # A fixed default port keeps the run URLs the demo prints valid under `make dev`.
 DEFAULT_PORT = 5000
 
