@@ -148,7 +148,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if args.dataset:
         require_dataset(load_specs(), args.dataset)
     with open_platform(args.mlflow_port) as p:
-        datasets = [args.dataset] if args.dataset else p.dataset_names()
+        datasets = [d for d in p.datasets() if args.dataset in (None, d.name)]
         defs = build_definitions(p.specs, profile=p.profile)
         reports = [ingest(defs, d, p.instance, p.landing) for d in datasets]
     if args.json:
@@ -156,7 +156,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     else:
         for r in reports:
             status = "ok" if r["success"] else "FAILED"
-            print(f"{r['dataset']}: {len(r['days'])} day(s) due, run {r['run_id']} {status}"
+            runs = ", ".join(r["run_ids"])
+            print(f"{r['dataset']}: {len(r['days'])} day(s) due, run {runs} {status}"
                   if r["run_id"] else f"{r['dataset']}: {r['note']}")
             for c in r.get("failed_checks", []):
                 print(f"  check {c['asset']}:{c['check']} [{c['severity']}] {c['description']}")
