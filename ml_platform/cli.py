@@ -79,6 +79,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_dev(args: argparse.Namespace) -> int:
     from ml_platform.ops.execute import prepare_dagster_home
     from ml_platform.ops.platform import mlflow_server, require_local
+    from ml_platform.ops.process_guard import guarded_command
 
     require_local("dev")
     home = prepare_dagster_home()
@@ -86,9 +87,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
         server.wait_ready()
         env = {**os.environ, settings.DAGSTER_HOME_ENV: str(home)}
         print(f"MLflow UI:  {env[settings.TRACKING_URI_ENV]}\nDagster UI: http://127.0.0.1:{args.port}")
+        # under a guard that stops it if this command dies, even by SIGKILL
         dagster = subprocess.Popen(
-            [sys.executable, "-m", "dagster", "dev", "-m", "ml_platform.definitions",
-             "-h", "127.0.0.1", "-p", str(args.port)],
+            guarded_command([sys.executable, "-m", "dagster", "dev", "-m",
+                             "ml_platform.definitions", "-h", "127.0.0.1", "-p", str(args.port)]),
             env=env,
             start_new_session=True,  # its own process group, so shutdown reaches every child
         )
