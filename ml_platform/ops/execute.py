@@ -14,6 +14,7 @@ from ml_platform.names import RunTag
 from ml_platform.pipeline.day_state import day_states, due
 from ml_platform.pipeline.keys import model_key, raw_key, validated_key
 from ml_platform.pipeline.partitions import day_ranges, landed
+from ml_platform.pipeline.run_worker import process_alive
 from ml_platform.pipeline.sensors import range_tags
 from ml_platform.specs import DatasetSpec, ModelSpec
 from ml_platform.storage.interfaces import LandingStore
@@ -68,20 +69,11 @@ def run_model_pipeline(defs: dg.Definitions, spec: ModelSpec, instance: dg.Dagst
         run_config={"ops": {trained: {"config": {"force": force_retrain}}}, **config})
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
-    """Mark failed the runs a command of this machine started in process and left STARTED when
-    it died (killed, out of memory): their days become due again. Returns their run ids. (The
-    daemon's run monitoring does the same for the runs it launched.)"""
+    """Mark failed the runs of this machine left STARTED by a process that died (a command's
+    own process, or a launched run's worker: killed, out of memory): their days become due
+    again. Returns their run ids. (The daemon's run monitoring does the same for the runs it
+    launched, `pipeline.run_worker`.)"""
     host = socket.gethostname()
     dead = []
     records = instance.get_runs(dg.RunsFilter(
@@ -89,7 +81,7 @@ def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
         tags={RunTag.HOST: host}))
     for run in records:
         pid = run.tags.get(RunTag.PID, "")
-        if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
             instance.report_run_failed(run, f"the process that ran it ({host}:{pid}) is gone")
             # its claim on the `training` pool would otherwise hold the next training forever
             instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)

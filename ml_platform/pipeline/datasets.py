@@ -30,6 +30,7 @@ from ml_platform.pipeline.raw_versions import (
     versions_in_use,
 )
 from ml_platform.pipeline.retries import STORAGE_RETRY, fail_fast
+from ml_platform.pipeline.run_worker import record_run_worker
 from ml_platform.specs import DatasetSpec
 from ml_platform.storage.day_files import LandingError
 from ml_platform.storage.interfaces import LakeStore, LandingStore
@@ -134,6 +135,7 @@ def dataset_assets(ds: DatasetSpec) -> list[dg.AssetsDefinition]:
         """Landed files, one per day, copied byte for byte into the lake. A file that cannot
         be read (empty, truncated, not Parquet, withdrawn) is recorded with the reason and
         left out; the other days of the run go on."""
+        record_run_worker(context)
         with fail_fast():
             files, unreadable, removed = {}, {}, []
             in_use = versions_in_use(context.instance) if ds.raw_versions_kept else set()
@@ -178,6 +180,7 @@ def dataset_assets(ds: DatasetSpec) -> list[dg.AssetsDefinition]:
                   lake: LakeStore) -> dg.MaterializeResult:
         """Landed days that passed every data-quality check; failing days are never stored,
         so a bad file can't replace a good day already in the lake."""
+        record_run_worker(context)
         with fail_fast():
             copied, unreadable = landed_of_run(context.instance, context.run_id, ds.name)
             by_day: dict[str, list[CheckOutcome]] = {}
