@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from dagster_shared.error import SerializableErrorInfo
 
 from ml_platform import names, settings
 from ml_platform.names import RunTag
@@ -89,6 +90,15 @@ def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
     return dead
 
 
+def step_error(error: SerializableErrorInfo) -> str:
+    """A failed step's error as people should read it first: for a step whose retries ran out,
+    the last attempt's own error (which names, say, the tracking server) rather than Dagster's
+    "Exceeded max_retries"."""
+    while error.message.startswith("Exceeded max_retries") and error.cause is not None:
+        error = error.cause
+    return error.message.strip()
+
+
 def _process_tags() -> dict[str, str]:
     """Tags naming this process, so a later command can tell whether its runs are orphans."""
     return {RunTag.HOST: socket.gethostname(), RunTag.PID: str(os.getpid())}
@@ -144,7 +154,7 @@ def ingest(defs: dg.Definitions, ds: DatasetSpec, instance: dg.DagsterInstance,
             for r in results for e in r.get_asset_check_evaluations() if not e.passed
         ],
         "failed_steps": [
-            {"step": e.step_key, "error": e.step_failure_data.error.message.strip()}
+            {"step": e.step_key, "error": step_error(e.step_failure_data.error)}
             for r in results for e in r.all_events
             if e.is_step_failure and e.step_failure_data.error
         ],

@@ -98,8 +98,10 @@ def day_states(instance: dg.DagsterInstance, dataset: str,
         if mtime > copy.timestamp:
             out.append(DayState(day, "due", copy.run_id, "landed again since it was ingested"))
             continue
+        # the validation of this copy: made after it (in its run, or in a re-execution of it)
         check = checked.get(day)
-        rejections = _metadata(check, "rejections") if check and check.run_id == copy.run_id else None
+        rejections = _metadata(check, "rejections") if check and check.timestamp >= copy.timestamp \
+            else None
         if isinstance(rejections, dict) and day in rejections:
             out.append(DayState(day, "rejected", copy.run_id, "; ".join(rejections[day])))
             continue

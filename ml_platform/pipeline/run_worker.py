@@ -22,11 +22,11 @@ from ml_platform.names import RunTag
 
 
 def record_run_worker(context: dg.AssetExecutionContext) -> None:
-    """Tag the run with its worker process once. A step of a launched run runs in a child of
-    the run worker (the multiprocess executor: every job of the platform)."""
+    """Tag the run with its worker process once. Every job of the platform runs its steps in
+    the run worker's own process (`in_process_executor`, `pipeline.build`)."""
     if RunTag.PID not in context.run.tags:
         context.instance.add_run_tags(context.run_id, {RunTag.HOST: socket.gethostname(),
-                                                       RunTag.PID: str(os.getppid())})
+                                                       RunTag.PID: str(os.getpid())})
 
 
 def process_alive(pid: int) -> bool:

@@ -102,8 +102,7 @@ def range_tags(first: str, last: str) -> dict[str, str]:
     return {RunTag.PARTITION_RANGE_START: first, RunTag.PARTITION_RANGE_END: last}
 
 
-def run_requests(ds: DatasetSpec, days: list[str], run_key: str, trigger: str
-                 ) -> list[dg.RunRequest]:
+def run_requests(days: list[str], run_key: str, trigger: str) -> list[dg.RunRequest]:
     """One run request per range of consecutive `days`: a day that never landed is never in a
     run, so it stays a missing partition."""
     return [
@@ -152,7 +151,7 @@ def landing_sensor(ds: DatasetSpec) -> dg.SensorDefinition:
         trigger = "landing_sensor" if set(run_days) - set(retry) else "retry"
         key = f"{ds.name}:{plan.cursor.watermark}" + (f":retry-{now:.0f}" if retry else "")
         return dg.SensorResult(
-            run_requests=run_requests(ds, run_days, key, trigger) if run_days else [],
+            run_requests=run_requests(run_days, key, trigger) if run_days else [],
             cursor=plan.cursor.dump(),
         )
 
