@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import re
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,7 +28,7 @@ import dagster as dg
 
 from ml_platform import names
 from ml_platform.compute.request import TrainingRequest
-from ml_platform.compute.trainer import Trainer
+from ml_platform.compute.trainer import Trainer, training_env
 from ml_platform.specs import ComputeSpec, ModelSpec
 
 POD_ENV = "ML_PLATFORM_TRAINING_POD"  # JSON of K8sPodTrainer fields, set by the Helm chart
@@ -68,6 +70,8 @@ class K8sPodTrainer(Trainer):
     """More volumes (manifest form), e.g. the chart's CA bundle ConfigMap."""
     extra_volume_mounts: list[dict[str, Any]] = []
     pod_wait_timeout_s: float = 24 * 3600.0
+    """The whole training pod's limit, from creation to exit (`compute.max_pending` bounds
+    its start)."""
     poll_interval_s: float = 5.0
 
     @classmethod
@@ -101,7 +105,6 @@ class K8sPodTrainer(Trainer):
 
     def train(self, context: dg.AssetExecutionContext, request: TrainingRequest,
               env: dict[str, str]) -> dict[str, Any]:
-        from dagster_k8s import PipesK8sClient
         from dagster_k8s.client import DagsterKubernetesClient
         from dagster_k8s.utils import detect_current_namespace
 
@@ -110,7 +113,9 @@ class K8sPodTrainer(Trainer):
         compute = self.compute_for(request.model)
         context.log.info(f"training {request.model} on {request.nodes} pod(s): {compute.gpu} GPU, "
                          f"cpu {compute.cpu}, memory {compute.memory} each")
-        client = PipesK8sClient(poll_interval=self.poll_interval_s)
+        client = _start_limited_client_class()(
+            poll_interval=self.poll_interval_s, max_pending_s=compute.max_pending,
+            model=request.model)
         namespace = self.namespace or detect_current_namespace(None) or "default"
         companions = self.companions(request)
         if companions:
@@ -127,6 +132,83 @@ class K8sPodTrainer(Trainer):
                 **self.launch_args(request),
             )
         return self.reported(invocation)
+
+
+class TrainingPodPending(RuntimeError):
+    """The training pod did not start within its model's `compute.max_pending`."""
+
+
+def pending_reason(pod: Any) -> str | None:
+    """Why `pod` (a V1Pod) has not started yet: the scheduler's message while it is not placed
+    (`0/3 nodes are available: 3 Insufficient nvidia.com/gpu.`), else its container's waiting
+    reason (`ErrImagePull`, `ImagePullBackOff`, ...). None once a container runs or ran."""
+    status = pod.status
+    if status is None:
+        return "Pending (no status yet)"
+    if status.phase in ("Running", "Succeeded", "Failed"):
+        return None
+    for condition in status.conditions or []:
+        if condition.type == "PodScheduled" and condition.status == "False":
+            return f"not scheduled: {condition.message or condition.reason}"
+    for container in (status.init_container_statuses or []) + (status.container_statuses or []):
+        waiting = container.state.waiting if container.state else None
+        if waiting is not None and waiting.reason and waiting.reason != "ContainerCreating":
+            detail = f": {' '.join(waiting.message.split())}" if waiting.message else ""
+            return f"container {container.name} waiting, {waiting.reason}{detail}"
+    return "Pending (scheduled, starting)"
+
+
+def wait_until_started(core_api: Any, namespace: str, name: str, *, max_pending_s: float,
+                       interval: float, log: Any, model: str) -> None:
+    """Return once pod `name` has left Pending; raise `TrainingPodPending` naming the reason when
+    it is still Pending after `max_pending_s` (logging each new reason as it waits)."""
+    from kubernetes.client import ApiException
+
+    deadline, said = time.monotonic() + max_pending_s, None
+    while True:
+        try:
+            pod = core_api.read_namespaced_pod(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise TrainingPodPending(f"training pod {name} of model {model} was deleted "
+                                         "before it started") from exc
+            raise
+        reason = pending_reason(pod)
+        if reason is None:
+            return
+        if reason != said:
+            log.info(f"training pod {name}: {reason}")
+            said = reason
+        if time.monotonic() >= deadline:
+            message = (f"training pod {name} of model {model} still Pending after "
+                       f"{max_pending_s:g}s (compute.max_pending): {reason}")
+            log.error(message)
+            raise TrainingPodPending(message)
+        time.sleep(min(interval, max(deadline - time.monotonic(), 0.05)))
+
+
+@functools.cache
+def _start_limited_client_class() -> type:
+    """`PipesK8sClient` whose wait for the pod to start is bounded by `max_pending_s` (its own
+    wait for a pod without container statuses lasts up to a day): the pod must leave Pending
+    before the logs are followed. Built on first use: dagster_k8s loads the Kubernetes client."""
+    from dagster_k8s import PipesK8sClient
+
+    class StartLimitedPipesClient(PipesK8sClient):
+        def __init__(self, *, max_pending_s: float, model: str, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.max_pending_s, self.model = max_pending_s, model
+
+        @contextlib.contextmanager
+        def consume_pod_logs(self, context: Any, client: Any, namespace: str, pod_name: str,
+                             **kwargs: Any) -> Any:
+            wait_until_started(client.core_api, namespace, pod_name,
+                               max_pending_s=self.max_pending_s, interval=self.poll_interval,
+                               log=context.log, model=self.model)
+            with super().consume_pod_logs(context, client, namespace, pod_name, **kwargs):
+                yield
+
+    return StartLimitedPipesClient
 
 
 @contextlib.contextmanager
@@ -232,7 +314,7 @@ def _merge_tolerations(*groups: Sequence[dict[str, Any]]) -> list[dict[str, Any]
 def training_pod_meta(compute: ComputeSpec, request: TrainingRequest,
                       node_rank: int | None = 0) -> dict[str, Any]:
     """Labels and annotations of a training pod: which model, which MLflow run, which node
-    (None: a worker of the Job, whose index says)."""
+    (None: a worker of the Job, whose index says), how long it may stay Pending."""
     labels = {
         "app.kubernetes.io/name": "ml-platform",
         "app.kubernetes.io/component": "training",
@@ -242,7 +324,10 @@ def training_pod_meta(compute: ComputeSpec, request: TrainingRequest,
     if request.nodes > 1:
         labels["ml-platform/training"] = rendezvous_name(request)
         labels["ml-platform/node"] = "0" if node_rank == 0 else "worker"
-    return {"labels": labels, "annotations": {"ml-platform/mlflow-run-id": request.mlflow_run_id}}
+    # How long the step lets the pod wait to start (compute.max_pending), for `kubectl describe`.
+    annotations = {"ml-platform/mlflow-run-id": request.mlflow_run_id,
+                   "ml-platform/max-pending": f"{compute.max_pending:g}s"}
+    return {"labels": labels, "annotations": annotations}
 
 
 def training_pod_spec(compute: ComputeSpec, request: TrainingRequest, trainer: K8sPodTrainer,
@@ -287,7 +372,8 @@ def training_pod_spec(compute: ComputeSpec, request: TrainingRequest, trainer: K
     if env_from:
         container["envFrom"] = env_from
     if request.nodes > 1:
-        container["ports"] = [{"name": "rendezvous", "containerPort": RENDEZVOUS_PORT}]
+        container["ports"] = [{"name": "rendezvous", "containerPort": RENDEZVOUS_PORT,
+                               "protocol": "TCP"}]
     spec: dict[str, Any] = {
         "restartPolicy": "Never",  # Dagster's retry policy retries the step, not the kubelet
         "automountServiceAccountToken": False,  # training never talks to the Kubernetes API
@@ -333,8 +419,9 @@ def rendezvous_service(request: TrainingRequest) -> dict[str, Any]:
             "clusterIP": "None",
             "publishNotReadyAddresses": True,
             "selector": {"ml-platform/training": name, "ml-platform/node": "0"},
+            # protocol named: server-side apply on Kubernetes < 1.21 requires it in port lists
             "ports": [{"name": "rendezvous", "port": RENDEZVOUS_PORT,
-                       "targetPort": RENDEZVOUS_PORT}],
+                       "targetPort": RENDEZVOUS_PORT, "protocol": "TCP"}],
         },
     }
 
@@ -390,8 +477,7 @@ def render_training_pod(spec: ModelSpec, trainer: K8sPodTrainer | None = None, *
     body = build_pod_body(
         pod_name=pod_name, image=None, command=None,
         env_vars={DAGSTER_PIPES_CONTEXT_ENV_VAR: PIPES_PLACEHOLDER,
-                  DAGSTER_PIPES_MESSAGES_ENV_VAR: PIPES_PLACEHOLDER,
-                  "MLFLOW_TRACKING_URI": tracking},
+                  DAGSTER_PIPES_MESSAGES_ENV_VAR: PIPES_PLACEHOLDER, **training_env(tracking)},
         **trainer.launch_args(request),
     )
     manifest = kubernetes.client.ApiClient().sanitize_for_serialization(body)

@@ -228,6 +228,12 @@ class ComputeSpec(_Frozen):
     tolerations: tuple[dict[str, str], ...] = ()
     image: str = "ml-platform:latest"
     nodes: int = Field(1, ge=1, description="nodes (pods) training together; > 1 means DDP")
+    max_pending: float = Field(
+        600, gt=0,
+        description="seconds the training pod may stay Pending (not scheduled, image not pulled) "
+                    "before the step fails naming the scheduler's or the kubelet's reason; raise it "
+                    "on a pool that scales up GPU nodes on demand",
+    )
     processes_per_node: int | None = Field(
         None, ge=1,
         description="training processes per node; default one per GPU (`gpu`), 1 without GPUs. "

@@ -175,6 +175,8 @@ CASES: dict[str, tuple[ModelSpec, dict[str, Any], Observation]] = {
     "compute.image": (LP, {"compute__image": "registry.example/ml:2"},
                       lambda s: pod(s)["containers"][0]["image"]),
     "compute.nodes": (LP, {"compute__nodes": 2}, lambda s: request(s).nodes),
+    "compute.max_pending": (LP, {"compute__max_pending": 30},
+                            lambda s: render_training_pod(s)["metadata"]["annotations"]),
     "compute.processes_per_node": (mutate(LP, compute__gpu=2), {"compute__processes_per_node": 1},
                                    lambda s: request(s).processes),
 }

@@ -147,7 +147,27 @@ imagePullSecrets:
 {{- end }}
 {{- end -}}
 
-{{/* DAGSTER_HOME (the instance ConfigMap), the workspace and a writable /tmp. */}}
+{{/* The model specs ConfigMap (specs.configMap), replacing the image's specs. */}}
+{{- define "mlp.specsDir" -}}/etc/ml-platform/specs{{- end -}}
+
+{{- define "mlp.specsVolume" -}}
+{{- if .Values.specs.configMap }}
+- name: specs
+  configMap:
+    name: {{ .Values.specs.configMap }}
+{{- end }}
+{{- end -}}
+
+{{- define "mlp.specsVolumeMount" -}}
+{{- if .Values.specs.configMap }}
+- name: specs
+  mountPath: {{ include "mlp.specsDir" . }}
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/* DAGSTER_HOME (the instance ConfigMap), the workspace, a writable /tmp, the CA bundle and
+the specs (when set). */}}
 {{- define "mlp.dagsterVolumes" -}}
 - name: instance
   configMap:
@@ -158,6 +178,7 @@ imagePullSecrets:
 - name: tmp
   emptyDir: {}
 {{- include "mlp.caVolume" . }}
+{{- include "mlp.specsVolume" . }}
 {{- end -}}
 
 {{- define "mlp.dagsterVolumeMounts" -}}
@@ -170,6 +191,7 @@ imagePullSecrets:
 - name: tmp
   mountPath: /tmp
 {{- include "mlp.caVolumeMount" . }}
+{{- include "mlp.specsVolumeMount" . }}
 {{- end -}}
 
 {{/* libpq parameters as a URL query: {sslmode: require} -> sslmode=require */}}
