@@ -201,11 +201,13 @@ def _start_limited_client_class() -> type:
 
         @contextlib.contextmanager
         def consume_pod_logs(self, context: Any, client: Any, namespace: str, pod_name: str,
-                             **kwargs: Any) -> Any:
+                             enable_multi_container_logs: bool = False,
+                             ignore_containers: set[Any] | None = None) -> Any:
             wait_until_started(client.core_api, namespace, pod_name,
                                max_pending_s=self.max_pending_s, interval=self.poll_interval,
                                log=context.log, model=self.model)
-            with super().consume_pod_logs(context, client, namespace, pod_name, **kwargs):
+            with super().consume_pod_logs(context, client, namespace, pod_name,
+                                          enable_multi_container_logs, ignore_containers):
                 yield
 
     return StartLimitedPipesClient

@@ -8,7 +8,8 @@ picks the k8s resources by profile; a pod still Pending after the model's `compu
 fails the step naming the scheduler's or the kubelet's reason.
 
 Faked: the Kubernetes API server in some tests (it records what `train` creates and deletes and
-refuses the pod, so no pod runs; or it keeps the pod Pending with a given status). Everything else is the real code, with no cluster.
+refuses the pod, so no pod runs; or it keeps the pod Pending with a given status). Everything
+else is the real code, with no cluster.
 `ml_platform_tests/compute/test_multi_node.py` runs the rendered nodes' commands."""
 
 from __future__ import annotations
