@@ -29,6 +29,7 @@ import dagster as dg
 from ml_platform import names
 from ml_platform.compute.request import TrainingRequest
 from ml_platform.compute.trainer import Trainer, training_env
+from ml_platform.faults import first_line
 from ml_platform.specs import ComputeSpec, ModelSpec
 
 POD_ENV = "ML_PLATFORM_TRAINING_POD"  # JSON of K8sPodTrainer fields, set by the Helm chart
@@ -118,9 +119,15 @@ class K8sPodTrainer(Trainer):
             model=request.model)
         namespace = self.namespace or detect_current_namespace(None) or "default"
         companions = self.companions(request)
-        if companions:
-            client._load_k8s_config()  # as `run` does: in-cluster, else the kubeconfig
-        api = DagsterKubernetesClient.production_client() if companions else None
+        client._load_k8s_config()  # as `run` does: in-cluster, else the kubeconfig
+        api = DagsterKubernetesClient.production_client()
+        launch = self.launch_args(request)
+        # Owned by the run pod: the cluster deletes the training (and a multi-node Job and
+        # Service) when the run pod goes, so a lost run worker leaves no pod holding GPUs.
+        owners = run_pod_owner(api.core_api, namespace, context.log)
+        for meta in (launch["base_pod_meta"], *(m["metadata"] for m in companions)):
+            if owners:
+                meta["ownerReferences"] = owners
         with _created(api, namespace, companions, context.log), \
                 _watching_workers(api, namespace, request, self.poll_interval_s, context.log):
             invocation = client.run(
@@ -129,9 +136,29 @@ class K8sPodTrainer(Trainer):
                 namespace=namespace,
                 env=env,
                 pod_wait_timeout=self.pod_wait_timeout_s,
-                **self.launch_args(request),
+                **launch,
             )
         return self.reported(invocation)
+
+
+RUN_POD_NAME_ENV = "HOSTNAME"  # a pod's hostname is its name (the run launcher sets no other)
+
+
+def run_pod_owner(core_api: Any, namespace: str, log: Any) -> list[dict[str, Any]]:
+    """`ownerReferences` naming the pod this step runs in (the run worker), when it runs in a
+    pod of `namespace`; empty elsewhere (a laptop, a test, another namespace: owners must share
+    the namespace). Not blocking: deleting the run pod never waits for the training pod."""
+    name = os.environ.get(RUN_POD_NAME_ENV, "")
+    if not (os.environ.get("KUBERNETES_SERVICE_HOST") and name):
+        return []
+    try:
+        pod = core_api.read_namespaced_pod(name, namespace)
+    except Exception as exc:  # no such pod here, or no right to read it: run without an owner
+        log.warning(f"the training pod has no owner (could not read run pod {namespace}/{name}: "
+                    f"{first_line(exc)}); it still stops at its activeDeadlineSeconds")
+        return []
+    return [{"apiVersion": "v1", "kind": "Pod", "name": name, "uid": pod.metadata.uid,
+             "controller": False, "blockOwnerDeletion": False}]
 
 
 class TrainingPodPending(RuntimeError):
@@ -404,6 +431,9 @@ def training_pod_spec(compute: ComputeSpec, request: TrainingRequest, trainer: K
         spec["imagePullSecrets"] = [{"name": n} for n in trainer.image_pull_secrets]
     if trainer.priority_class_name:
         spec["priorityClassName"] = trainer.priority_class_name
+    if trainer.pod_wait_timeout_s > 0:  # 0: no limit, as for PipesK8sClient's wait
+        # The kubelet stops the pod at this age, even if nothing is left to delete it.
+        spec["activeDeadlineSeconds"] = int(trainer.pod_wait_timeout_s)
     return spec
 
 

@@ -437,3 +437,38 @@ def test_a_pod_pending_past_max_pending_fails_the_step_with_the_reason(
     assert any(message in r.user_message for r in instance.all_logs(result.run_id))
     (created,), deleted = [n for c, n in calls if c == "create"], [n for c, n in calls if c == "delete"]
     assert deleted == [created]  # nothing left waiting for a GPU
+
+
+def test_training_pod_is_owned_by_the_run_pod_and_has_a_deadline(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a run pod (a fake API returns it), the training pod names it as owner, so the cluster
+    deletes the training pod with it; outside a pod there is no owner. Every training pod
+    carries `activeDeadlineSeconds` (the chart's training.podWaitTimeoutSeconds)."""
+    from kubernetes.client import ApiException, V1ObjectMeta, V1Pod
+
+    from ml_platform.compute.k8s import run_pod_owner
+
+    log = SimpleNamespace(warning=lambda message: warnings.append(message))
+    warnings: list[str] = []
+    pods = {("ml", "dagster-run-1234-abcde"): V1Pod(metadata=V1ObjectMeta(uid="u-1"))}
+
+    def read(name: str, ns: str) -> Any:
+        if (ns, name) not in pods:
+            raise ApiException(status=404, reason="Not Found")
+        return pods[(ns, name)]
+
+    api = SimpleNamespace(read_namespaced_pod=read)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    assert run_pod_owner(api, "ml", log) == []  # not in a pod
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setenv("HOSTNAME", "dagster-run-1234-abcde")
+    assert run_pod_owner(api, "ml", log) == [{
+        "apiVersion": "v1", "kind": "Pod", "name": "dagster-run-1234-abcde", "uid": "u-1",
+        "controller": False, "blockOwnerDeletion": False}]
+    assert run_pod_owner(api, "elsewhere", log) == [] and "no owner" in warnings[0]
+
+    spec = _spec()
+    assert render_training_pod(spec, _trainer(spec, pod_wait_timeout_s=7200))["spec"][
+        "activeDeadlineSeconds"] == 7200
+    assert "activeDeadlineSeconds" not in render_training_pod(
+        spec, _trainer(spec, pod_wait_timeout_s=0))["spec"]
