@@ -106,8 +106,10 @@ class K8sPodTrainer(Trainer):
 
     def train(self, context: dg.AssetExecutionContext, request: TrainingRequest,
               env: dict[str, str]) -> dict[str, Any]:
-        from dagster_k8s.client import DagsterKubernetesClient
+        from dagster._core.errors import DagsterPipesExecutionError
+        from dagster_k8s.client import DagsterK8sError, DagsterKubernetesClient
         from dagster_k8s.utils import detect_current_namespace
+        from kubernetes.client import ApiException
 
         # Per attempt: a retried step never meets the pods of the attempt it replaces.
         request = pod_request(request, attempt=f"{context.run_id[:8]}-{context.retry_number}")
@@ -128,16 +130,26 @@ class K8sPodTrainer(Trainer):
         for meta in (launch["base_pod_meta"], *(m["metadata"] for m in companions)):
             if owners:
                 meta["ownerReferences"] = owners
-        with _created(api, namespace, companions, context.log), \
-                _watching_workers(api, namespace, request, self.poll_interval_s, context.log):
-            invocation = client.run(
-                context=context,
-                extras=request.to_extras(),
-                namespace=namespace,
-                env=env,
-                pod_wait_timeout=self.pod_wait_timeout_s,
-                **launch,
-            )
+        try:
+            with _created(api, namespace, companions, context.log), \
+                    _watching_workers(api, namespace, request, self.poll_interval_s, context.log):
+                invocation = client.run(
+                    context=context,
+                    extras=request.to_extras(),
+                    namespace=namespace,
+                    env=env,
+                    pod_wait_timeout=self.pod_wait_timeout_s,
+                    **launch,
+                )
+        except (DagsterK8sError, ApiException) as exc:
+            if str(exc).startswith("Timed out"):  # pod_wait_timeout_s: a retry would wait again
+                raise
+            # The pod failed, or went (deleted, evicted, preempted: the training checkpoints on
+            # SIGTERM): like a failed training process, the step's retry policy applies, and
+            # the retry resumes from the newest checkpoint in the same MLflow run.
+            raise DagsterPipesExecutionError(
+                f"the training pod of {request.model} stopped before it finished: "
+                f"{first_line(exc)}") from exc
         return self.reported(invocation)
 
 

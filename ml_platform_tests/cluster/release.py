@@ -64,6 +64,16 @@ def small_spec(name: str = "listing_price", **compute: Any) -> ModelSpec:
     return ModelSpec.model_validate(raw)
 
 
+def slow_spec(suffix: str = "slow", epochs: int = 400) -> ModelSpec:
+    """`small_spec` as another model on a dataset of its own (`bookings_<suffix>`, landed only
+    when a test wants it), training long enough to be interrupted mid-way."""
+    raw = small_spec().model_dump(mode="json")
+    raw["name"] = f"listing_price_{suffix}"
+    raw["dataset"]["name"] = f"bookings_{suffix}"
+    raw["training"]["epochs"] = epochs
+    return ModelSpec.model_validate(raw)
+
+
 def _node_ip(api: kubernetes.client.CoreV1Api) -> str:
     (node,) = api.list_node().items
     return next(a.address for a in node.status.addresses if a.type == "InternalIP")
@@ -138,6 +148,8 @@ def base_values(node_ip: str, s3_endpoint: str) -> dict[str, Any]:
             "runWorker": {"resources": {"requests": {"cpu": "100m", "memory": "512Mi"},
                                         "limits": {"cpu": "1", "memory": "2Gi"}}},
             "runMonitoring": {"pollIntervalSeconds": 10},
+            # The orphan test deletes a run pod: a retried run would only train it again.
+            "runRetries": {"enabled": False},
         },
         "mlflow": {"workers": 1, "resources": small, "allowedHosts": ["10.96.*"]},
         "training": {"shmSize": "256Mi"},

@@ -32,20 +32,26 @@ import pytest
 import yaml
 
 from ml_platform import names
-from ml_platform_tests.cluster.local import GPU, wait_for
+from ml_platform_tests.cluster.local import GPU, pod_log, wait_for
 from ml_platform_tests.cluster.pods import PodWatch, describe_scheduling, not_kept
-from ml_platform_tests.cluster.release import FULLNAME, Release, installed, small_spec
+from ml_platform_tests.cluster.release import (
+    FULLNAME,
+    Release,
+    installed,
+    slow_spec,
+    small_spec,
+)
 from ml_platform_tests.services import env
 
 pytestmark = [pytest.mark.cluster, pytest.mark.integration]
-SPEC = small_spec()
+SPEC, SLOW, PREEMPTED = small_spec(), slow_spec(), slow_spec("preempted", epochs=60)
 DAYS, START = 3, "2026-05-01"
 
 
 @pytest.fixture(scope="module")
 def release(api: kubernetes.client.CoreV1Api, tmp_path_factory: pytest.TempPathFactory
             ) -> Iterator[Release]:
-    with installed(api, tmp_path_factory.mktemp("release"), [SPEC]) as rel:
+    with installed(api, tmp_path_factory.mktemp("release"), [SPEC, SLOW, PREEMPTED]) as rel:
         yield rel
 
 
@@ -107,7 +113,7 @@ def test_landed_days_reach_production_through_the_daemon_and_a_gpu_pod(
     from mlflow import MlflowClient
 
     chain = json.loads(cli(release, "lineage", SPEC.name, "--json"))
-    mlflow_run_id = chain["mlflow_run"]["run_id"]
+    mlflow_run_id = chain["mlflow_run"]["id"]
     print(f"MLflow run {mlflow_run_id} ({release.mlflow_url}): "
           f"test_mae {chain['mlflow_run']['metrics'].get('test_mae')}, "
           f"production v{chain['version']}")
@@ -117,6 +123,97 @@ def test_landed_days_reach_production_through_the_daemon_and_a_gpu_pod(
     production = client.get_model_version_by_alias(SPEC.name, names.PRODUCTION_ALIAS)
     assert production.run_id == mlflow_run_id and production.version == chain["version"]
     assert training.metadata.annotations["ml-platform/mlflow-run-id"] == mlflow_run_id
+
+
+def test_run_pod_deleted_mid_training_takes_the_training_pod_with_it(
+        api: kubernetes.client.CoreV1Api, release: Release) -> None:
+    """No orphans: the run pod deleted while its training pod trains (an eviction, a lost
+    node, `kubectl delete`): the cluster's garbage collector deletes the training pod (owned by
+    the run pod), and no pod of the run holds a GPU afterwards."""
+    ns = release.namespace
+    cli(release, "simulate", "--dataset", SLOW.dataset.name, "--days", str(DAYS), "--start", START)
+    training = wait_for(lambda: _training_pod(api, ns, SLOW.name, running=True), 600,
+                        f"a Running training pod of {SLOW.name}", interval=2)
+    name = training.metadata.name
+    (owner,) = training.metadata.owner_references
+    run_pod = api.read_namespaced_pod(owner.name, ns)
+    assert owner.kind == "Pod" and owner.uid == run_pod.metadata.uid
+    assert run_pod.metadata.labels["dagster/run-id"]
+    assert training.spec.active_deadline_seconds == 86400
+    wait_for(lambda: "epoch 1/" in pod_log(api, ns, name), 300, f"{name}'s first epoch", interval=2)
+    print(f"deleting run pod {owner.name} while {name} trains")
+    api.delete_namespaced_pod(owner.name, ns)
+    started = time.monotonic()
+    wait_for(lambda: not _exists(api, ns, name), 120, f"{name} to go with its run pod")
+    print(f"training pod {name} gone {time.monotonic() - started:.0f}s after its run pod")
+    held = [p.metadata.name for p in api.list_namespaced_pod(ns).items
+            if p.metadata.labels.get("dagster/run-id") == run_pod.metadata.labels["dagster/run-id"]
+            and any((c.resources.limits or {}).get(GPU) for c in p.spec.containers)]
+    assert not held, held
+
+
+def test_training_pod_deleted_mid_training_resumes_in_the_same_mlflow_run(
+        api: kubernetes.client.CoreV1Api, release: Release) -> None:
+    """Preemption: the training pod deleted mid-training with a grace period (as a node drain
+    or a spot reclaim does): the training process gets SIGTERM, keeps its newest checkpoint
+    (mirrored to S3) and says why it stopped; the step is retried in a new pod, which resumes
+    from that checkpoint in the same MLflow run: every epoch's metric once, none lost."""
+    ns, epochs = release.namespace, PREEMPTED.training.epochs
+    with PodWatch(api, ns) as pods:
+        cli(release, "simulate", "--dataset", PREEMPTED.dataset.name, "--days", str(DAYS),
+            "--start", START)
+        first = wait_for(lambda: _training_pod(api, ns, PREEMPTED.name, running=True), 600,
+                         f"a Running training pod of {PREEMPTED.name}", interval=2)
+        name = first.metadata.name
+        wait_for(lambda: "epoch 3/" in pod_log(api, ns, name), 300, f"{name}'s third epoch",
+                 interval=1)
+        api.delete_namespaced_pod(name, ns, grace_period_seconds=30)
+        print(f"deleted training pod {name} (grace 30s) after epoch 3 of {epochs}")
+        with env(**release.env):
+            instance = dg.DagsterInstance.from_config(release.env["DAGSTER_HOME"])
+            run = finished_run(instance, names.retrain_job(PREEMPTED.dataset.name), 900)
+            logs = instance.all_logs(run.run_id)
+            trained = instance.get_latest_materialization_event(
+                dg.AssetKey(names.model_asset_path(PREEMPTED.name, "trained")))
+    assert run.status == dg.DagsterRunStatus.SUCCESS, pods.dump(api)
+    attempts = sorted(p.metadata.name for p in
+                      pods.with_label("ml-platform/model", PREEMPTED.name))
+    assert len(attempts) == 2 and name in attempts, attempts
+    # The process stopped on SIGTERM and Pipes brought its reason back before the pod went.
+    errors = [e.dagster_event.engine_event_data.error for e in logs
+              if e.dagster_event and e.dagster_event.is_engine_event
+              and e.dagster_event.engine_event_data.error]
+    assert any("stopped by SIGTERM" in err.message for err in errors), [e.message for e in errors]
+    assert any(e.dagster_event and e.dagster_event.event_type_value == "STEP_UP_FOR_RETRY"
+               for e in logs)
+    assert trained is not None and trained.run_id == run.run_id
+    meta = {k: getattr(v, "value", v) for k, v in trained.asset_materialization.metadata.items()}
+    assert meta["resumed_from_epoch"] >= 3, meta
+    print(f"retry resumed from epoch {meta['resumed_from_epoch']} in MLflow run "
+          f"{meta['mlflow_run_id']}")
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(release.mlflow_url)
+    for metric in ("train_loss", "valid_mae"):
+        steps = sorted(m.step for m in client.get_metric_history(meta["mlflow_run_id"], metric))
+        assert steps == list(range(1, epochs + 1)), (metric, steps)
+
+
+def _training_pod(api: kubernetes.client.CoreV1Api, ns: str, model: str,
+                  running: bool) -> Any:
+    pods = api.list_namespaced_pod(ns, label_selector=f"ml-platform/model={model}").items
+    return next((p for p in pods if not running or p.status.phase == "Running"), None)
+
+
+def _exists(api: kubernetes.client.CoreV1Api, ns: str, name: str) -> bool:
+    try:
+        api.read_namespaced_pod(name, ns)
+        return True
+    except kubernetes.client.ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
 
 
 def _rendered(api: kubernetes.client.CoreV1Api, release: Release) -> dict[str, Any]:
