@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +43,23 @@ class Release:
     s3_endpoint: str
     env: dict[str, str]
     specs: list[ModelSpec]
-    log: list[str] = field(default_factory=list)
+    values_file: Path
 
     @property
     def mlflow_url(self) -> str:
         return self.env["MLFLOW_TRACKING_URI"]
+
+    @property
+    def mlflow_database(self) -> str:
+        """The chart's MLflow database, from the host (the PostgreSQL Service's cluster IP)."""
+        e = self.env
+        return (f"postgresql+psycopg2://{e['DAGSTER_PG_USERNAME']}:{e['DAGSTER_PG_PASSWORD']}"
+                f"@{e['DAGSTER_PG_HOST']}:{e['DAGSTER_PG_PORT']}/mlflow")
+
+    def upgrade(self) -> str:
+        """`helm upgrade --wait` with the release's values (its hooks run first); helm's output."""
+        return helm_cmd("upgrade", RELEASE, CHART, "--namespace", self.namespace,
+                        "-f", self.values_file, "--wait", "--timeout", "10m")
 
 
 def small_spec(name: str = "listing_price", **compute: Any) -> ModelSpec:
@@ -218,7 +230,7 @@ def _install(api: kubernetes.client.CoreV1Api, ns: str, ip: str, s3: str, tmp: P
         "ML_PLATFORM_TRAINING_POD": "",
     }
     wait_for(lambda: _answers(env["MLFLOW_TRACKING_URI"]), 120, "the release's MLflow from the host")
-    return Release(ns, ip, s3, env, specs)
+    return Release(ns, ip, s3, env, specs, file)
 
 
 def _answers(url: str) -> bool:

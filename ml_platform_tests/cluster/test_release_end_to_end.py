@@ -200,6 +200,68 @@ def test_training_pod_deleted_mid_training_resumes_in_the_same_mlflow_run(
         assert steps == list(range(1, epochs + 1)), (metric, steps)
 
 
+def test_helm_upgrade_migrates_an_old_mlflow_schema_and_keeps_the_runs(
+        api: kubernetes.client.CoreV1Api, release: Release) -> None:
+    """Upgrade: the chart's MLflow database taken back one schema migration (MLflow's own
+    alembic downgrade, as an older MLflow left it); `helm upgrade` runs the migration hook
+    (`mlflow db upgrade`, `dagster instance migrate`) before anything restarts: the schema is
+    current again while the old MLflow pod still runs; a new MLflow pod starts on it and keeps
+    the runs. A second upgrade (nothing to migrate) passes too: the hook is idempotent."""
+    import mlflow.store.db.utils as db
+    import sqlalchemy as sa
+    from alembic import command
+    from mlflow import MlflowClient
+
+    engine = db.create_sqlalchemy_engine_with_retry(release.mlflow_database)
+
+    def revision() -> str:
+        with engine.connect() as conn:
+            return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one()
+
+    head = revision()
+    client = MlflowClient(release.mlflow_url)
+    kept = client.create_run(client.create_experiment(f"upgrade-{time.time_ns()}")).info.run_id
+    client.log_metric(kept, "kept", 1.0, step=1)
+    runs_before = {r.info.run_id for r in client.search_runs(
+        [e.experiment_id for e in client.search_experiments()])}
+    command.downgrade(db._get_alembic_config(release.mlflow_database), "-1")
+    old = revision()
+    assert old != head
+    (mlflow_pod,) = api.list_namespaced_pod(
+        release.namespace, label_selector="app.kubernetes.io/component=mlflow").items
+
+    started = time.monotonic()
+    print(release.upgrade())
+    print(f"helm upgrade (hook: {old} -> {revision()}): {time.monotonic() - started:.0f}s")
+    assert revision() == head
+    (same,) = api.list_namespaced_pod(
+        release.namespace, label_selector="app.kubernetes.io/component=mlflow").items
+    assert same.metadata.uid == mlflow_pod.metadata.uid  # the hook migrated, not a new MLflow
+
+    api.delete_namespaced_pod(mlflow_pod.metadata.name, release.namespace)
+    wait_for(lambda: _ready(api, release.namespace, "mlflow", mlflow_pod.metadata.uid), 300,
+             "a new MLflow pod to be ready on the migrated schema", interval=2)
+    wait_for(lambda: _answers(release.mlflow_url), 120, "MLflow through its Service")
+    runs_after = {r.info.run_id for r in client.search_runs(
+        [e.experiment_id for e in client.search_experiments()])}
+    assert runs_before <= runs_after
+    assert [m.value for m in client.get_metric_history(kept, "kept")] == [1.0]
+    release.upgrade()  # nothing to migrate: the hook passes again
+    assert revision() == head
+
+
+def _ready(api: kubernetes.client.CoreV1Api, ns: str, component: str, not_uid: str) -> bool:
+    pods = api.list_namespaced_pod(ns, label_selector=f"app.kubernetes.io/component={component}")
+    return any(p.metadata.uid != not_uid and p.status.container_statuses
+               and all(c.ready for c in p.status.container_statuses) for p in pods.items)
+
+
+def _answers(url: str) -> bool:
+    from ml_platform.tracking.server import is_healthy
+
+    return is_healthy(url)
+
+
 def _training_pod(api: kubernetes.client.CoreV1Api, ns: str, model: str,
                   running: bool) -> Any:
     pods = api.list_namespaced_pod(ns, label_selector=f"ml-platform/model={model}").items

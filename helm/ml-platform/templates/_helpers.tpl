@@ -200,3 +200,21 @@ the specs (when set). */}}
 {{- range $k, $v := . }}{{ $pairs = append $pairs (printf "%s=%v" $k $v) }}{{ end -}}
 {{- join "&" $pairs -}}
 {{- end -}}
+
+{{/* MLflow's backend store as environment (the server's and the upgrade hook's). `mlflow
+server` reads --backend-store-uri from MLFLOW_BACKEND_STORE_URI: the password stays out of the
+command line (ps, /proc/<pid>/cmdline). Kubernetes expands $(VAR) from the variables before it
+(the password must be URL-safe). psycopg2 is named: SQLAlchemy >= 2.1 defaults to psycopg 3. */}}
+{{- define "mlp.mlflowBackendEnv" -}}
+{{- $params := "" -}}
+{{- with .Values.postgresql.params }}{{ $params = printf "?%s" (include "mlp.query" .) }}{{ end -}}
+- name: MLFLOW_DB_USER
+  value: {{ .Values.postgresql.username | quote }}
+- name: MLFLOW_DB_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "mlp.pgSecret" . }}
+      key: postgresql-password
+- name: MLFLOW_BACKEND_STORE_URI
+  value: {{ printf "postgresql+psycopg2://$(MLFLOW_DB_USER):$(MLFLOW_DB_PASSWORD)@%s:%v/%s%s" (include "mlp.pgHost" .) .Values.postgresql.port .Values.postgresql.mlflowDatabase $params | quote }}
+{{- end -}}
