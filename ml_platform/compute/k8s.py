@@ -64,6 +64,16 @@ class K8sPodTrainer(Trainer):
     """Cluster-wide, e.g. a GPU node pool; a spec's own keys win."""
     tolerations: list[dict[str, Any]] = []
     priority_class_name: str | None = None
+    scheduler_name: str | None = None
+    """A scheduler other than the default (e.g. Volcano's), for every training pod."""
+    runtime_class_name: str | None = None
+    """A RuntimeClass (e.g. `nvidia` where the NVIDIA runtime is not the node's default)."""
+    affinity: dict[str, Any] = {}
+    """Pod affinity/anti-affinity and node affinity (manifest form), for every training pod."""
+    pod_labels: dict[str, str] = {}
+    """More labels on training pods (a queueing system's, e.g. Kueue's queue name); the spec's
+    `compute.labels` win on a key."""
+    pod_annotations: dict[str, str] = {}
     run_as_user: int = 10001
     shm_size: str = "1Gi"
     """Memory-backed /dev/shm for data-loader workers (counts against the memory limit)."""
@@ -93,7 +103,7 @@ class K8sPodTrainer(Trainer):
     def launch_args(self, request: TrainingRequest) -> dict[str, Any]:
         """`base_pod_meta` and `base_pod_spec` of node 0's pod for `PipesK8sClient.run`."""
         compute = self.compute_for(request.model)
-        return {"base_pod_meta": training_pod_meta(compute, request, node_rank=0),
+        return {"base_pod_meta": training_pod_meta(compute, request, node_rank=0, trainer=self),
                 "base_pod_spec": training_pod_spec(compute, request, self, node_rank=0)}
 
     def companions(self, request: TrainingRequest) -> list[dict[str, Any]]:
@@ -123,6 +133,8 @@ class K8sPodTrainer(Trainer):
         companions = self.companions(request)
         client._load_k8s_config()  # as `run` does: in-cluster, else the kubeconfig
         api = DagsterKubernetesClient.production_client()
+        if request.nodes > 1:
+            require_indexed_jobs(request.model, request.nodes, server_version())
         launch = self.launch_args(request)
         # Owned by the run pod: the cluster deletes the training (and a multi-node Job and
         # Service) when the run pod goes, so a lost run worker leaves no pod holding GPUs.
@@ -151,6 +163,27 @@ class K8sPodTrainer(Trainer):
                 f"the training pod of {request.model} stopped before it finished: "
                 f"{first_line(exc)}") from exc
         return self.reported(invocation)
+
+
+INDEXED_JOBS = (1, 24)  # completionMode: Indexed is on by default (GA in 1.24)
+
+
+def server_version() -> tuple[int, int]:
+    """The API server's (major, minor) version (`1.27`, or `1.27+` on some providers)."""
+    from kubernetes import client
+
+    info = client.VersionApi().get_code()
+    return int(info.major), int(re.sub(r"\D.*$", "", info.minor))
+
+
+def require_indexed_jobs(model: str, nodes: int, version: tuple[int, int]) -> None:
+    """Multi-node training runs its other nodes as an Indexed Job: refuse, naming the model and
+    the versions, on a cluster that cannot run one (it would start a Job that never indexes)."""
+    if version < INDEXED_JOBS:
+        raise ValueError(
+            f"model {model} asks for compute.nodes={nodes}: multi-node training needs Indexed "
+            f"Jobs, Kubernetes >= {INDEXED_JOBS[0]}.{INDEXED_JOBS[1]}, but this cluster is "
+            f"{version[0]}.{version[1]}; set compute.nodes: 1 or use a newer cluster")
 
 
 RUN_POD_NAME_ENV = "HOSTNAME"  # a pod's hostname is its name (the run launcher sets no other)
@@ -353,7 +386,8 @@ def _merge_tolerations(*groups: Sequence[dict[str, Any]]) -> list[dict[str, Any]
 
 
 def training_pod_meta(compute: ComputeSpec, request: TrainingRequest,
-                      node_rank: int | None = 0) -> dict[str, Any]:
+                      node_rank: int | None = 0,
+                      trainer: K8sPodTrainer | None = None) -> dict[str, Any]:
     """Labels and annotations of a training pod: which model, which MLflow run, which node
     (None: a worker of the Job, whose index says), how long it may stay Pending."""
     labels = {
@@ -368,7 +402,11 @@ def training_pod_meta(compute: ComputeSpec, request: TrainingRequest,
     # How long the step lets the pod wait to start (compute.max_pending), for `kubectl describe`.
     annotations = {"ml-platform/mlflow-run-id": request.mlflow_run_id,
                    "ml-platform/max-pending": f"{compute.max_pending:g}s"}
-    return {"labels": labels, "annotations": annotations}
+    # The cluster's and the spec's own (a queue name, say): the platform's keys stay its own.
+    extra_labels = {**(trainer.pod_labels if trainer else {}), **compute.labels}
+    extra_annotations = {**(trainer.pod_annotations if trainer else {}), **compute.annotations}
+    return {"labels": {**extra_labels, **labels},
+            "annotations": {**extra_annotations, **annotations}}
 
 
 def training_pod_spec(compute: ComputeSpec, request: TrainingRequest, trainer: K8sPodTrainer,
@@ -443,6 +481,12 @@ def training_pod_spec(compute: ComputeSpec, request: TrainingRequest, trainer: K
         spec["imagePullSecrets"] = [{"name": n} for n in trainer.image_pull_secrets]
     if trainer.priority_class_name:
         spec["priorityClassName"] = trainer.priority_class_name
+    if compute.scheduler_name or trainer.scheduler_name:
+        spec["schedulerName"] = compute.scheduler_name or trainer.scheduler_name
+    if trainer.runtime_class_name:
+        spec["runtimeClassName"] = trainer.runtime_class_name
+    if trainer.affinity:
+        spec["affinity"] = trainer.affinity
     if trainer.pod_wait_timeout_s > 0:  # 0: no limit, as for PipesK8sClient's wait
         # The kubelet stops the pod at this age, even if nothing is left to delete it.
         spec["activeDeadlineSeconds"] = int(trainer.pod_wait_timeout_s)
@@ -480,14 +524,15 @@ def worker_job(compute: ComputeSpec, request: TrainingRequest,
     job: dict[str, Any] = {
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": {"name": f"{rendezvous_name(request)}-workers",
-                     **training_pod_meta(compute, request, node_rank=None)},
+                     **training_pod_meta(compute, request, node_rank=None, trainer=trainer)},
         "spec": {
             "completionMode": "Indexed",
             "completions": workers,
             "parallelism": workers,
             "backoffLimit": 0,
             "ttlSecondsAfterFinished": 3600,  # if the step could not delete it
-            "template": {"metadata": training_pod_meta(compute, request, node_rank=None),
+            "template": {"metadata": training_pod_meta(compute, request, node_rank=None,
+                                                       trainer=trainer),
                          "spec": training_pod_spec(compute, request, trainer, node_rank=None)},
         },
     }

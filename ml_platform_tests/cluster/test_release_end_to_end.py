@@ -168,7 +168,7 @@ def test_training_pod_deleted_mid_training_resumes_in_the_same_mlflow_run(
         wait_for(lambda: "epoch 3/" in pod_log(api, ns, name), 300, f"{name}'s third epoch",
                  interval=1)
         api.delete_namespaced_pod(name, ns, grace_period_seconds=30)
-        print(f"deleted training pod {name} (grace 30s) after epoch 3 of {epochs}")
+        print(f"deleted training pod {name} (grace 30s) once its log showed epoch 3 of {epochs}")
         with env(**release.env):
             instance = dg.DagsterInstance.from_config(release.env["DAGSTER_HOME"])
             run = finished_run(instance, names.retrain_job(PREEMPTED.dataset.name), 900)

@@ -139,7 +139,8 @@ class _Refused(Exception):
 
 
 def _fake_cluster(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, Any]]:
-    """A Kubernetes API that records (call, namespace, body or name) and refuses every pod."""
+    """A Kubernetes API (version 1.33) that records (call, namespace, body or name) and refuses
+    every pod."""
     from dagster_k8s import PipesK8sClient
     from dagster_k8s.pipes import DagsterKubernetesClient
 
@@ -165,6 +166,7 @@ def _fake_cluster(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, Any]]
     monkeypatch.setattr(PipesK8sClient, "_load_k8s_config", lambda self: None)
     monkeypatch.setattr(DagsterKubernetesClient, "production_client",
                         staticmethod(lambda *a, **kw: api))
+    monkeypatch.setattr("ml_platform.compute.k8s.server_version", lambda: (1, 33))
     return calls
 
 
@@ -472,3 +474,43 @@ def test_training_pod_is_owned_by_the_run_pod_and_has_a_deadline(
         "activeDeadlineSeconds"] == 7200
     assert "activeDeadlineSeconds" not in render_training_pod(
         spec, _trainer(spec, pod_wait_timeout_s=0))["spec"]
+
+
+def test_scheduler_hooks_from_the_chart_and_the_spec() -> None:
+    """schedulerName, runtimeClassName, affinity, labels and annotations (a queueing system's,
+    e.g. Kueue's queue name) reach the training pod; the spec wins over the chart on a key, the
+    platform's own labels stay; nothing provider-specific is set by default."""
+    affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "gpu-type", "operator": "In", "values": ["a100", "h100"]}]}]}}}
+    spec = _spec(labels={"kueue.x-k8s.io/queue-name": "pricing", "ml-platform/model": "no"},
+                 annotations={"team": "pricing"})
+    trainer = _trainer(spec, scheduler_name="volcano", runtime_class_name="nvidia",
+                       affinity=affinity, pod_labels={"kueue.x-k8s.io/queue-name": "shared",
+                                                      "cost-center": "ml"},
+                       pod_annotations={"team": "platform", "owner": "ml"})
+    pod = render_training_pod(spec, trainer)
+    validate(pod)
+    assert pod["spec"]["schedulerName"] == "volcano"
+    assert pod["spec"]["runtimeClassName"] == "nvidia" and pod["spec"]["affinity"] == affinity
+    labels, annotations = pod["metadata"]["labels"], pod["metadata"]["annotations"]
+    assert labels["kueue.x-k8s.io/queue-name"] == "pricing" and labels["cost-center"] == "ml"
+    assert labels["ml-platform/model"] == "listing_price"
+    assert annotations["team"] == "pricing" and annotations["owner"] == "ml"
+    kai = _spec(scheduler_name="kai")
+    assert render_training_pod(kai, _trainer(kai, scheduler_name="volcano"))["spec"][
+        "schedulerName"] == "kai"
+    plain = render_training_pod(_spec(), _trainer(_spec()))["spec"]
+    assert not {"schedulerName", "runtimeClassName", "affinity"} & set(plain)
+
+
+def test_multi_node_needs_indexed_jobs() -> None:
+    """A spec asking for several nodes is refused, naming the model and both versions, on a
+    cluster older than 1.24 (the local cluster is 1.20); accepted from 1.24."""
+    from ml_platform.compute.k8s import require_indexed_jobs
+
+    with pytest.raises(ValueError, match=r"model listing_price asks for compute.nodes=2: .*"
+                                         r"Kubernetes >= 1.24, but this cluster is 1.20"):
+        require_indexed_jobs("listing_price", 2, (1, 20))
+    require_indexed_jobs("listing_price", 2, (1, 24))
+    require_indexed_jobs("listing_price", 2, (2, 0))
