@@ -56,10 +56,14 @@ class Release:
         return (f"postgresql+psycopg2://{e['DAGSTER_PG_USERNAME']}:{e['DAGSTER_PG_PASSWORD']}"
                 f"@{e['DAGSTER_PG_HOST']}:{e['DAGSTER_PG_PORT']}/mlflow")
 
-    def upgrade(self) -> str:
-        """`helm upgrade --wait` with the release's values (its hooks run first); helm's output."""
-        return helm_cmd("upgrade", RELEASE, CHART, "--namespace", self.namespace,
-                        "-f", self.values_file, "--wait", "--timeout", "10m")
+    def upgrade(self, api: kubernetes.client.CoreV1Api) -> str:
+        """`helm upgrade --wait` with the release's values (its hooks run first); helm's output.
+        A failure carries the migration hook's logs."""
+        try:
+            return helm_cmd("upgrade", RELEASE, CHART, "--namespace", self.namespace,
+                            "-f", self.values_file, "--wait", "--timeout", "10m")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{hook_logs(api, self.namespace)}") from None
 
 
 def small_spec(name: str = "listing_price", **compute: Any) -> ModelSpec:
@@ -74,6 +78,21 @@ def small_spec(name: str = "listing_price", **compute: Any) -> ModelSpec:
     raw["promotion"]["not_worse_than_champion"] = False
     raw["compute"] = {"cpu": "500m", "memory": "1Gi", "gpu": 1, **compute}
     return ModelSpec.model_validate(raw)
+
+
+def hook_logs(api: kubernetes.client.CoreV1Api, ns: str) -> str:
+    """The logs of the migration hook's pods, every container (the failed hook Job stays)."""
+    lines = []
+    pods = api.list_namespaced_pod(ns, label_selector="app.kubernetes.io/component=migrate")
+    for pod in pods.items:
+        for container in [*(pod.spec.init_containers or []), *pod.spec.containers]:
+            try:
+                text = api.read_namespaced_pod_log(pod.metadata.name, ns, container=container.name,
+                                                   _preload_content=False).data.decode()
+            except kubernetes.client.ApiException as exc:
+                text = f"(no log: {exc.reason})"
+            lines.append(f"--- {pod.metadata.name}/{container.name}:\n{text[-3000:]}")
+    return "\n".join(lines)
 
 
 def slow_spec(suffix: str = "slow", epochs: int = 400) -> ModelSpec:

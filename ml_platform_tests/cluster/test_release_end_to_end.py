@@ -231,7 +231,7 @@ def test_helm_upgrade_migrates_an_old_mlflow_schema_and_keeps_the_runs(
         release.namespace, label_selector="app.kubernetes.io/component=mlflow").items
 
     started = time.monotonic()
-    print(release.upgrade())
+    print(release.upgrade(api))
     print(f"helm upgrade (hook: {old} -> {revision()}): {time.monotonic() - started:.0f}s")
     assert revision() == head
     (same,) = api.list_namespaced_pod(
@@ -246,7 +246,7 @@ def test_helm_upgrade_migrates_an_old_mlflow_schema_and_keeps_the_runs(
         [e.experiment_id for e in client.search_experiments()])}
     assert runs_before <= runs_after
     assert [m.value for m in client.get_metric_history(kept, "kept")] == [1.0]
-    release.upgrade()  # nothing to migrate: the hook passes again
+    release.upgrade(api)  # nothing to migrate: the hook passes again
     assert revision() == head
 
 

@@ -396,6 +396,14 @@ def test_migrations_run_as_an_idempotent_pre_upgrade_hook(tmp_path: Path) -> Non
     assert dagster["command"] == ["dagster", "instance", "migrate"]
     assert {"name": "instance", "mountPath": "/opt/dagster/dagster_home", "readOnly": True} in \
         dagster["volumeMounts"]
+    # Its dagster.yaml holds only the storage: the run launcher would need a token.
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "instance"]
+    assert volume["configMap"]["name"] == "mlp-ml-platform-migrate-config"
+    configs = {o["metadata"]["name"]: yaml.safe_load(o["data"]["dagster.yaml"])
+               for o in objects if o["kind"] == "ConfigMap" and "dagster.yaml" in o["data"]}
+    hook_instance = configs["mlp-ml-platform-migrate-config"]
+    assert set(hook_instance) == {"telemetry", "storage"}
+    assert hook_instance["storage"] == configs["mlp-ml-platform-instance"]["storage"]
     assert pod["automountServiceAccountToken"] is False
     assert not [o for o in _template(tmp_path, {"migrations": {"enabled": False}})
                 if o["kind"] == "Job"]

@@ -218,3 +218,21 @@ command line (ps, /proc/<pid>/cmdline). Kubernetes expands $(VAR) from the varia
 - name: MLFLOW_BACKEND_STORE_URI
   value: {{ printf "postgresql+psycopg2://$(MLFLOW_DB_USER):$(MLFLOW_DB_PASSWORD)@%s:%v/%s%s" (include "mlp.pgHost" .) .Values.postgresql.port .Values.postgresql.mlflowDatabase $params | quote }}
 {{- end -}}
+
+{{/* Dagster's storage section of dagster.yaml (the instance's, and the migration hook's). */}}
+{{- define "mlp.dagsterStorage" -}}
+storage:
+  postgres:
+    postgres_db:
+      hostname: {env: DAGSTER_PG_HOST}
+      port: {env: DAGSTER_PG_PORT}
+      username: {env: DAGSTER_PG_USERNAME}
+      password: {env: DAGSTER_PG_PASSWORD}
+      db_name: {env: DAGSTER_PG_DB}
+      # Name the driver: SQLAlchemy >= 2.1 maps a bare `postgresql://` to psycopg 3.
+      scheme: postgresql+psycopg2
+      {{- with .Values.postgresql.params }}
+      params:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+{{- end -}}
