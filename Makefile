@@ -56,9 +56,10 @@ cluster-up:            ## Kubernetes 1.20 on this machine (root; builds once int
 cluster-down:          ## stop it and undo every host change
 	bash scripts/cluster/cluster-down.sh
 
-test-cluster: $(STAMP) cluster-up   ## tests with real pods on the local cluster (left up: `make cluster-down`)
+# -s: the log shows each training pod's scheduling, its resources and its MLflow run.
+test-cluster: $(STAMP) .tools/bin/helm cluster-up   ## tests with real pods on the local cluster (left up: `make cluster-down`)
 	bash scripts/cluster/image.sh --if-missing
-	$(PY) -m pytest -m cluster ml_platform_tests/cluster
+	$(PY) -m pytest -m cluster -s ml_platform_tests/cluster
 
 image:                 ## the project's image, built with buildah from the Dockerfile, loaded into the cluster
 	bash scripts/cluster/image.sh

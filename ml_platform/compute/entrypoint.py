@@ -16,6 +16,7 @@ import argparse
 import gc
 import json
 import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -390,6 +391,24 @@ def run_untracked(request: TrainingRequest, *, ctx: DistContext = SINGLE,
     return {**_summary(result, holdout_metrics(request, result, splits)), "history": result.history}
 
 
+class Preempted(Exception):
+    """The process was asked to stop: SIGTERM (a deleted pod, a node drain, a spot reclaim)."""
+
+
+def stop_on_sigterm() -> None:
+    """Turn SIGTERM into `Preempted` in the main thread, so the training loop's cleanup waits for
+    the newest checkpoint's write and upload (what the step's retry resumes from) within the
+    pod's grace period, and the orchestrator hears why the training stopped. Without a handler,
+    a container's PID 1 ignores SIGTERM and dies by the SIGKILL that ends the grace period. A
+    second SIGTERM is ignored while that cleanup runs."""
+    def stop(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Preempted("training stopped by SIGTERM (pod deleted, node drained or preempted): "
+                        "the newest checkpoint is kept for the retry")
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m ml_platform.compute.entrypoint",
                                      description=__doc__.splitlines()[0])
@@ -397,6 +416,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="train from this JSON TrainingRequest, without Dagster Pipes or MLflow")
     parser.add_argument("--output", type=Path, help="with --request: rank 0 writes its summary here")
     args = parser.parse_args(argv)
+    stop_on_sigterm()
 
     ctx = DistContext.from_env()
     if not ctx.is_main:

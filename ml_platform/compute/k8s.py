@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import re
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,7 +28,8 @@ import dagster as dg
 
 from ml_platform import names
 from ml_platform.compute.request import TrainingRequest
-from ml_platform.compute.trainer import Trainer
+from ml_platform.compute.trainer import Trainer, training_env
+from ml_platform.faults import first_line
 from ml_platform.specs import ComputeSpec, ModelSpec
 
 POD_ENV = "ML_PLATFORM_TRAINING_POD"  # JSON of K8sPodTrainer fields, set by the Helm chart
@@ -61,6 +64,16 @@ class K8sPodTrainer(Trainer):
     """Cluster-wide, e.g. a GPU node pool; a spec's own keys win."""
     tolerations: list[dict[str, Any]] = []
     priority_class_name: str | None = None
+    scheduler_name: str | None = None
+    """A scheduler other than the default (e.g. Volcano's), for every training pod."""
+    runtime_class_name: str | None = None
+    """A RuntimeClass (e.g. `nvidia` where the NVIDIA runtime is not the node's default)."""
+    affinity: dict[str, Any] = {}
+    """Pod affinity/anti-affinity and node affinity (manifest form), for every training pod."""
+    pod_labels: dict[str, str] = {}
+    """More labels on training pods (a queueing system's, e.g. Kueue's queue name); the spec's
+    `compute.labels` win on a key."""
+    pod_annotations: dict[str, str] = {}
     run_as_user: int = 10001
     shm_size: str = "1Gi"
     """Memory-backed /dev/shm for data-loader workers (counts against the memory limit)."""
@@ -68,6 +81,8 @@ class K8sPodTrainer(Trainer):
     """More volumes (manifest form), e.g. the chart's CA bundle ConfigMap."""
     extra_volume_mounts: list[dict[str, Any]] = []
     pod_wait_timeout_s: float = 24 * 3600.0
+    """The whole training pod's limit, from creation to exit (`compute.max_pending` bounds
+    its start)."""
     poll_interval_s: float = 5.0
 
     @classmethod
@@ -88,7 +103,7 @@ class K8sPodTrainer(Trainer):
     def launch_args(self, request: TrainingRequest) -> dict[str, Any]:
         """`base_pod_meta` and `base_pod_spec` of node 0's pod for `PipesK8sClient.run`."""
         compute = self.compute_for(request.model)
-        return {"base_pod_meta": training_pod_meta(compute, request, node_rank=0),
+        return {"base_pod_meta": training_pod_meta(compute, request, node_rank=0, trainer=self),
                 "base_pod_spec": training_pod_spec(compute, request, self, node_rank=0)}
 
     def companions(self, request: TrainingRequest) -> list[dict[str, Any]]:
@@ -101,32 +116,173 @@ class K8sPodTrainer(Trainer):
 
     def train(self, context: dg.AssetExecutionContext, request: TrainingRequest,
               env: dict[str, str]) -> dict[str, Any]:
-        from dagster_k8s import PipesK8sClient
-        from dagster_k8s.client import DagsterKubernetesClient
+        from dagster._core.errors import DagsterPipesExecutionError
+        from dagster_k8s.client import DagsterK8sError, DagsterKubernetesClient
         from dagster_k8s.utils import detect_current_namespace
+        from kubernetes.client import ApiException
 
         # Per attempt: a retried step never meets the pods of the attempt it replaces.
         request = pod_request(request, attempt=f"{context.run_id[:8]}-{context.retry_number}")
         compute = self.compute_for(request.model)
         context.log.info(f"training {request.model} on {request.nodes} pod(s): {compute.gpu} GPU, "
                          f"cpu {compute.cpu}, memory {compute.memory} each")
-        client = PipesK8sClient(poll_interval=self.poll_interval_s)
+        client = _start_limited_client_class()(
+            poll_interval=self.poll_interval_s, max_pending_s=compute.max_pending,
+            model=request.model)
         namespace = self.namespace or detect_current_namespace(None) or "default"
         companions = self.companions(request)
-        if companions:
-            client._load_k8s_config()  # as `run` does: in-cluster, else the kubeconfig
-        api = DagsterKubernetesClient.production_client() if companions else None
-        with _created(api, namespace, companions, context.log), \
-                _watching_workers(api, namespace, request, self.poll_interval_s, context.log):
-            invocation = client.run(
-                context=context,
-                extras=request.to_extras(),
-                namespace=namespace,
-                env=env,
-                pod_wait_timeout=self.pod_wait_timeout_s,
-                **self.launch_args(request),
-            )
+        client._load_k8s_config()  # as `run` does: in-cluster, else the kubeconfig
+        api = DagsterKubernetesClient.production_client()
+        if request.nodes > 1:
+            require_indexed_jobs(request.model, request.nodes, server_version())
+        launch = self.launch_args(request)
+        # Owned by the run pod: the cluster deletes the training (and a multi-node Job and
+        # Service) when the run pod goes, so a lost run worker leaves no pod holding GPUs.
+        owners = run_pod_owner(api.core_api, namespace, context.log)
+        for meta in (launch["base_pod_meta"], *(m["metadata"] for m in companions)):
+            if owners:
+                meta["ownerReferences"] = owners
+        try:
+            with _created(api, namespace, companions, context.log), \
+                    _watching_workers(api, namespace, request, self.poll_interval_s, context.log):
+                invocation = client.run(
+                    context=context,
+                    extras=request.to_extras(),
+                    namespace=namespace,
+                    env=env,
+                    pod_wait_timeout=self.pod_wait_timeout_s,
+                    **launch,
+                )
+        except (DagsterK8sError, ApiException) as exc:
+            if str(exc).startswith("Timed out"):  # pod_wait_timeout_s: a retry would wait again
+                raise
+            # The pod failed, or went (deleted, evicted, preempted: the training checkpoints on
+            # SIGTERM): like a failed training process, the step's retry policy applies, and
+            # the retry resumes from the newest checkpoint in the same MLflow run.
+            raise DagsterPipesExecutionError(
+                f"the training pod of {request.model} stopped before it finished: "
+                f"{first_line(exc)}") from exc
         return self.reported(invocation)
+
+
+INDEXED_JOBS = (1, 24)  # completionMode: Indexed is on by default (GA in 1.24)
+
+
+def server_version() -> tuple[int, int]:
+    """The API server's (major, minor) version (`1.27`, or `1.27+` on some providers)."""
+    from kubernetes import client
+
+    info = client.VersionApi().get_code()
+    return int(info.major), int(re.sub(r"\D.*$", "", info.minor))
+
+
+def require_indexed_jobs(model: str, nodes: int, version: tuple[int, int]) -> None:
+    """Multi-node training runs its other nodes as an Indexed Job: refuse, naming the model and
+    the versions, on a cluster that cannot run one (it would start a Job that never indexes)."""
+    if version < INDEXED_JOBS:
+        raise ValueError(
+            f"model {model} asks for compute.nodes={nodes}: multi-node training needs Indexed "
+            f"Jobs, Kubernetes >= {INDEXED_JOBS[0]}.{INDEXED_JOBS[1]}, but this cluster is "
+            f"{version[0]}.{version[1]}; set compute.nodes: 1 or use a newer cluster")
+
+
+RUN_POD_NAME_ENV = "HOSTNAME"  # a pod's hostname is its name (the run launcher sets no other)
+
+
+def run_pod_owner(core_api: Any, namespace: str, log: Any) -> list[dict[str, Any]]:
+    """`ownerReferences` naming the pod this step runs in (the run worker), when it runs in a
+    pod of `namespace`; empty elsewhere (a laptop, a test, another namespace: owners must share
+    the namespace). Not blocking: deleting the run pod never waits for the training pod."""
+    name = os.environ.get(RUN_POD_NAME_ENV, "")
+    if not (os.environ.get("KUBERNETES_SERVICE_HOST") and name):
+        return []
+    try:
+        pod = core_api.read_namespaced_pod(name, namespace)
+    except Exception as exc:  # no such pod here, or no right to read it: run without an owner
+        log.warning(f"the training pod has no owner (could not read run pod {namespace}/{name}: "
+                    f"{first_line(exc)}); it still stops at its activeDeadlineSeconds")
+        return []
+    return [{"apiVersion": "v1", "kind": "Pod", "name": name, "uid": pod.metadata.uid,
+             "controller": False, "blockOwnerDeletion": False}]
+
+
+class TrainingPodPending(RuntimeError):
+    """The training pod did not start within its model's `compute.max_pending`."""
+
+
+def pending_reason(pod: Any) -> str | None:
+    """Why `pod` (a V1Pod) has not started yet: the scheduler's message while it is not placed
+    (`0/3 nodes are available: 3 Insufficient nvidia.com/gpu.`), else its container's waiting
+    reason (`ErrImagePull`, `ImagePullBackOff`, ...). None once a container runs or ran."""
+    status = pod.status
+    if status is None:
+        return "Pending (no status yet)"
+    if status.phase in ("Running", "Succeeded", "Failed"):
+        return None
+    for condition in status.conditions or []:
+        if condition.type == "PodScheduled" and condition.status == "False":
+            return f"not scheduled: {condition.message or condition.reason}"
+    for container in (status.init_container_statuses or []) + (status.container_statuses or []):
+        waiting = container.state.waiting if container.state else None
+        if waiting is not None and waiting.reason and waiting.reason != "ContainerCreating":
+            detail = f": {' '.join(waiting.message.split())}" if waiting.message else ""
+            return f"container {container.name} waiting, {waiting.reason}{detail}"
+    return "Pending (scheduled, starting)"
+
+
+def wait_until_started(core_api: Any, namespace: str, name: str, *, max_pending_s: float,
+                       interval: float, log: Any, model: str) -> None:
+    """Return once pod `name` has left Pending; raise `TrainingPodPending` naming the reason when
+    it is still Pending after `max_pending_s` (logging each new reason as it waits)."""
+    from kubernetes.client import ApiException
+
+    deadline, said = time.monotonic() + max_pending_s, None
+    while True:
+        try:
+            pod = core_api.read_namespaced_pod(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise TrainingPodPending(f"training pod {name} of model {model} was deleted "
+                                         "before it started") from exc
+            raise
+        reason = pending_reason(pod)
+        if reason is None:
+            return
+        if reason != said:
+            log.info(f"training pod {name}: {reason}")
+            said = reason
+        if time.monotonic() >= deadline:
+            message = (f"training pod {name} of model {model} still Pending after "
+                       f"{max_pending_s:g}s (compute.max_pending): {reason}")
+            log.error(message)
+            raise TrainingPodPending(message)
+        time.sleep(min(interval, max(deadline - time.monotonic(), 0.05)))
+
+
+@functools.cache
+def _start_limited_client_class() -> type:
+    """`PipesK8sClient` whose wait for the pod to start is bounded by `max_pending_s` (its own
+    wait for a pod without container statuses lasts up to a day): the pod must leave Pending
+    before the logs are followed. Built on first use: dagster_k8s loads the Kubernetes client."""
+    from dagster_k8s import PipesK8sClient
+
+    class StartLimitedPipesClient(PipesK8sClient):
+        def __init__(self, *, max_pending_s: float, model: str, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.max_pending_s, self.model = max_pending_s, model
+
+        @contextlib.contextmanager
+        def consume_pod_logs(self, context: Any, client: Any, namespace: str, pod_name: str,
+                             enable_multi_container_logs: bool = False,
+                             ignore_containers: set[Any] | None = None) -> Any:
+            wait_until_started(client.core_api, namespace, pod_name,
+                               max_pending_s=self.max_pending_s, interval=self.poll_interval,
+                               log=context.log, model=self.model)
+            with super().consume_pod_logs(context, client, namespace, pod_name,
+                                          enable_multi_container_logs, ignore_containers):
+                yield
+
+    return StartLimitedPipesClient
 
 
 @contextlib.contextmanager
@@ -230,9 +386,10 @@ def _merge_tolerations(*groups: Sequence[dict[str, Any]]) -> list[dict[str, Any]
 
 
 def training_pod_meta(compute: ComputeSpec, request: TrainingRequest,
-                      node_rank: int | None = 0) -> dict[str, Any]:
+                      node_rank: int | None = 0,
+                      trainer: K8sPodTrainer | None = None) -> dict[str, Any]:
     """Labels and annotations of a training pod: which model, which MLflow run, which node
-    (None: a worker of the Job, whose index says)."""
+    (None: a worker of the Job, whose index says), how long it may stay Pending."""
     labels = {
         "app.kubernetes.io/name": "ml-platform",
         "app.kubernetes.io/component": "training",
@@ -242,7 +399,14 @@ def training_pod_meta(compute: ComputeSpec, request: TrainingRequest,
     if request.nodes > 1:
         labels["ml-platform/training"] = rendezvous_name(request)
         labels["ml-platform/node"] = "0" if node_rank == 0 else "worker"
-    return {"labels": labels, "annotations": {"ml-platform/mlflow-run-id": request.mlflow_run_id}}
+    # How long the step lets the pod wait to start (compute.max_pending), for `kubectl describe`.
+    annotations = {"ml-platform/mlflow-run-id": request.mlflow_run_id,
+                   "ml-platform/max-pending": f"{compute.max_pending:g}s"}
+    # The cluster's and the spec's own (a queue name, say): the platform's keys stay its own.
+    extra_labels = {**(trainer.pod_labels if trainer else {}), **compute.labels}
+    extra_annotations = {**(trainer.pod_annotations if trainer else {}), **compute.annotations}
+    return {"labels": {**extra_labels, **labels},
+            "annotations": {**extra_annotations, **annotations}}
 
 
 def training_pod_spec(compute: ComputeSpec, request: TrainingRequest, trainer: K8sPodTrainer,
@@ -287,7 +451,8 @@ def training_pod_spec(compute: ComputeSpec, request: TrainingRequest, trainer: K
     if env_from:
         container["envFrom"] = env_from
     if request.nodes > 1:
-        container["ports"] = [{"name": "rendezvous", "containerPort": RENDEZVOUS_PORT}]
+        container["ports"] = [{"name": "rendezvous", "containerPort": RENDEZVOUS_PORT,
+                               "protocol": "TCP"}]
     spec: dict[str, Any] = {
         "restartPolicy": "Never",  # Dagster's retry policy retries the step, not the kubelet
         "automountServiceAccountToken": False,  # training never talks to the Kubernetes API
@@ -316,6 +481,15 @@ def training_pod_spec(compute: ComputeSpec, request: TrainingRequest, trainer: K
         spec["imagePullSecrets"] = [{"name": n} for n in trainer.image_pull_secrets]
     if trainer.priority_class_name:
         spec["priorityClassName"] = trainer.priority_class_name
+    if compute.scheduler_name or trainer.scheduler_name:
+        spec["schedulerName"] = compute.scheduler_name or trainer.scheduler_name
+    if trainer.runtime_class_name:
+        spec["runtimeClassName"] = trainer.runtime_class_name
+    if trainer.affinity:
+        spec["affinity"] = trainer.affinity
+    if trainer.pod_wait_timeout_s > 0:  # 0: no limit, as for PipesK8sClient's wait
+        # The kubelet stops the pod at this age, even if nothing is left to delete it.
+        spec["activeDeadlineSeconds"] = int(trainer.pod_wait_timeout_s)
     return spec
 
 
@@ -333,8 +507,9 @@ def rendezvous_service(request: TrainingRequest) -> dict[str, Any]:
             "clusterIP": "None",
             "publishNotReadyAddresses": True,
             "selector": {"ml-platform/training": name, "ml-platform/node": "0"},
+            # protocol named: server-side apply on Kubernetes < 1.21 requires it in port lists
             "ports": [{"name": "rendezvous", "port": RENDEZVOUS_PORT,
-                       "targetPort": RENDEZVOUS_PORT}],
+                       "targetPort": RENDEZVOUS_PORT, "protocol": "TCP"}],
         },
     }
 
@@ -349,14 +524,15 @@ def worker_job(compute: ComputeSpec, request: TrainingRequest,
     job: dict[str, Any] = {
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": {"name": f"{rendezvous_name(request)}-workers",
-                     **training_pod_meta(compute, request, node_rank=None)},
+                     **training_pod_meta(compute, request, node_rank=None, trainer=trainer)},
         "spec": {
             "completionMode": "Indexed",
             "completions": workers,
             "parallelism": workers,
             "backoffLimit": 0,
             "ttlSecondsAfterFinished": 3600,  # if the step could not delete it
-            "template": {"metadata": training_pod_meta(compute, request, node_rank=None),
+            "template": {"metadata": training_pod_meta(compute, request, node_rank=None,
+                                                       trainer=trainer),
                          "spec": training_pod_spec(compute, request, trainer, node_rank=None)},
         },
     }
@@ -390,8 +566,7 @@ def render_training_pod(spec: ModelSpec, trainer: K8sPodTrainer | None = None, *
     body = build_pod_body(
         pod_name=pod_name, image=None, command=None,
         env_vars={DAGSTER_PIPES_CONTEXT_ENV_VAR: PIPES_PLACEHOLDER,
-                  DAGSTER_PIPES_MESSAGES_ENV_VAR: PIPES_PLACEHOLDER,
-                  "MLFLOW_TRACKING_URI": tracking},
+                  DAGSTER_PIPES_MESSAGES_ENV_VAR: PIPES_PLACEHOLDER, **training_env(tracking)},
         **trainer.launch_args(request),
     )
     manifest = kubernetes.client.ApiClient().sanitize_for_serialization(body)

@@ -9,6 +9,16 @@ import dagster as dg
 from ml_platform.compute.request import TrainingRequest
 
 
+def training_env(tracking_uri: str) -> dict[str, str]:
+    """The variables the `trained` step gives every training process or pod (and what
+    `ml-platform k8s render` shows): its MLflow server."""
+    return {
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        # MLflow prints run URLs as given, credentials included: links go in metadata.
+        "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+    }
+
+
 class Trainer(dg.ConfigurableResource):
     """Runs the training entrypoint for a request, wherever the backend puts it, and returns
     what its rank 0 reported over Dagster Pipes (the run's summary: model URI, metrics)."""

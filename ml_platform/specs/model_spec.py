@@ -237,6 +237,20 @@ class ComputeSpec(_Frozen):
     tolerations: tuple[dict[str, str], ...] = ()
     image: str = "ml-platform:latest"
     nodes: int = Field(1, ge=1, description="nodes (pods) training together; > 1 means DDP")
+    max_pending: float = Field(
+        600, gt=0,
+        description="seconds the training pod may stay Pending (not scheduled, image not pulled) "
+                    "before the step fails naming the scheduler's or the kubelet's reason; raise it "
+                    "on a pool that scales up GPU nodes on demand",
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="more labels on the training pod, e.g. kueue.x-k8s.io/queue-name for a queue")
+    annotations: dict[str, str] = Field(default_factory=dict,
+                                        description="more annotations on the training pod")
+    scheduler_name: str | None = Field(
+        None, description="the scheduler of the training pod (default: the chart's, else the "
+                          "cluster's default scheduler)")
     processes_per_node: int | None = Field(
         None, ge=1,
         description="training processes per node; default one per GPU (`gpu`), 1 without GPUs. "

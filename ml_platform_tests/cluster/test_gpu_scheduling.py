@@ -29,6 +29,7 @@ from ml_platform_tests.cluster.local import (
     unschedulable_reason,
     wait_for,
 )
+from ml_platform_tests.cluster.pods import not_kept
 
 pytestmark = pytest.mark.cluster
 
@@ -93,31 +94,10 @@ def test_rendered_training_pod_is_what_the_cluster_stores(
     name = pod["metadata"]["name"]
     api.create_namespaced_pod(ns, pod)
     stored = api.api_client.sanitize_for_serialization(api.read_namespaced_pod(name, ns))
-    differences = list(_not_kept(pod, stored))
+    differences = list(not_kept(pod, stored))
     assert not differences, json.dumps(differences, indent=1)
     # The scheduler places it on the node's advertised GPUs (its image is not in the cluster:
     # running it is test_platform_image.py's job with the image `make image` builds).
     wait_for(lambda: api.read_namespaced_pod(name, ns).spec.node_name, 60, f"{name} to be scheduled")
     api.delete_namespaced_pod(name, ns, grace_period_seconds=0)
 
-
-def _not_kept(rendered: Any, stored: Any, path: str = "") -> Any:
-    """Paths where `stored` does not carry `rendered`'s value (the cluster may add fields)."""
-    if isinstance(rendered, dict):
-        if not isinstance(stored, dict):
-            yield path, rendered, stored
-            return
-        for key, value in rendered.items():
-            yield from _not_kept(value, stored.get(key), f"{path}.{key}")
-    elif isinstance(rendered, list):
-        # Admission may only append: DefaultTolerationSeconds adds the not-ready/unreachable
-        # tolerations. Every other list must come back as it went.
-        appendable = path == ".spec.tolerations"
-        if not isinstance(stored, list) or not (
-                len(stored) == len(rendered) or (appendable and len(stored) > len(rendered))):
-            yield path, rendered, stored
-            return
-        for i, (a, b) in enumerate(zip(rendered, stored[:len(rendered)], strict=True)):
-            yield from _not_kept(a, b, f"{path}[{i}]")
-    elif rendered != stored:
-        yield path, rendered, stored

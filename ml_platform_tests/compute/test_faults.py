@@ -1,7 +1,9 @@
 """Real process faults during training: the training process SIGKILLed mid-run and retried
 (it resumes from its last checkpoint in the same MLflow run, every metric step logged exactly
 once), and the MLflow server killed mid-training and brought back on the same store (training
-rides it out and finishes). Real processes, real servers; nothing is faked. Training is slowed
+rides it out and finishes); the entrypoint stopped by SIGTERM keeps its newest checkpoint in the
+mirror and a retry on an empty disk resumes from it. Real processes, real servers; nothing is
+faked (the checkpoint mirror is a local folder where a pod's would be S3). Training is slowed
 down with a tiny batch so there is an epoch to kill it in."""
 
 from __future__ import annotations
@@ -136,3 +138,42 @@ def test_training_rides_out_a_restarted_tracking_server(tmp_path: Path) -> None:
 @pytest.fixture(autouse=True)
 def _quiet_progress(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+def test_sigterm_stops_training_with_its_newest_checkpoint_mirrored(tmp_path: Path) -> None:
+    """SIGTERM (a deleted pod's, a drained node's) to `python -m ml_platform.compute.entrypoint`:
+    it stops at once with `Preempted`, after its newest checkpoint reached the mirror (a local
+    folder standing for S3 here), and a retry on an empty disk resumes from that epoch."""
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    request = TrainingRequest(
+        model="faults", task="regression", feature_builder="bookings", target="nightly_price",
+        training_set_uri=_training_set(tmp_path), mlflow_run_id="untracked",
+        checkpoint_dir=str(tmp_path / "checkpoints"), checkpoint_mirror=str(mirror),
+        hidden=[64, 64], epochs=EPOCHS, batch_size=8, learning_rate=1e-3, seed=3)
+    (tmp_path / "request.json").write_text(json.dumps(request.to_extras()))
+
+    def entrypoint(output: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "ml_platform.compute.entrypoint", "--request",
+             str(tmp_path / "request.json"), "--output", str(tmp_path / output)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    first = entrypoint("first.json")
+    _wait(lambda: _checkpoint_epoch(request) >= 3, first)
+    first.send_signal(signal.SIGTERM)
+    _, err = first.communicate(timeout=60)
+    assert first.returncode != 0 and "Preempted: training stopped by SIGTERM" in err, err[-2000:]
+    newest = checkpoints.latest(Path(request.checkpoint_dir))
+    assert newest is not None
+    stopped_at = int(checkpoints.read(newest)["epoch"])
+    assert 3 <= stopped_at < EPOCHS
+    assert sorted(p.name for p in mirror.glob("epoch-*.pt")) == [newest.name]
+
+    for path in Path(request.checkpoint_dir).iterdir():  # the retry's pod has a fresh disk
+        path.unlink()
+    second = entrypoint("second.json")
+    _, err = second.communicate(timeout=600)
+    assert second.returncode == 0, err[-2000:]
+    summary = json.loads((tmp_path / "second.json").read_text())
+    assert summary["resumed_from_epoch"] == stopped_at and summary["epochs"] == EPOCHS

@@ -4,10 +4,12 @@ requests and limits, node selector, tolerations, image, service account, credent
 Secrets by name) and validates against the Kubernetes schemas offline; several nodes add a
 rendezvous Service and an Indexed Job of the other nodes; `K8sPodTrainer.train` submits exactly
 what `render` prints and deletes the Service and Job whatever happens; `resources_for`
-picks the k8s resources by profile.
+picks the k8s resources by profile; a pod still Pending after the model's `compute.max_pending`
+fails the step naming the scheduler's or the kubelet's reason.
 
-Faked: the Kubernetes API server in two tests (it records what `train` creates and deletes and
-refuses the pod, so no pod runs). Everything else is the real code, with no cluster.
+Faked: the Kubernetes API server in some tests (it records what `train` creates and deletes and
+refuses the pod, so no pod runs; or it keeps the pod Pending with a given status). Everything
+else is the real code, with no cluster.
 `ml_platform_tests/compute/test_multi_node.py` runs the rendered nodes' commands."""
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from ml_platform.compute.k8s import (
     render_training_pod,
     training_pod_spec,
 )
+from ml_platform.compute.trainer import training_env
 from ml_platform.specs import ComputeSpec, ModelSpec, load_specs
 from ml_platform_tests.kube import validate
 from ml_platform_tests.services import env
@@ -136,7 +139,8 @@ class _Refused(Exception):
 
 
 def _fake_cluster(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, Any]]:
-    """A Kubernetes API that records (call, namespace, body or name) and refuses every pod."""
+    """A Kubernetes API (version 1.33) that records (call, namespace, body or name) and refuses
+    every pod."""
     from dagster_k8s import PipesK8sClient
     from dagster_k8s.pipes import DagsterKubernetesClient
 
@@ -162,13 +166,14 @@ def _fake_cluster(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, Any]]
     monkeypatch.setattr(PipesK8sClient, "_load_k8s_config", lambda self: None)
     monkeypatch.setattr(DagsterKubernetesClient, "production_client",
                         staticmethod(lambda *a, **kw: api))
+    monkeypatch.setattr("ml_platform.compute.k8s.server_version", lambda: (1, 33))
     return calls
 
 
 def _train(trainer: K8sPodTrainer, request: Any) -> dg.ExecuteInProcessResult:
     @dg.asset(key=["listing_price", "trained"])
     def trained(context, trainer: K8sPodTrainer) -> None:  # type: ignore[no-untyped-def]
-        trainer.train(context, request, env={"MLFLOW_TRACKING_URI": "http://mlflow:5000"})
+        trainer.train(context, request, env=training_env("http://mlflow:5000"))
 
     result = dg.materialize([trained], resources={"trainer": trainer}, raise_on_error=False)
     (failure,) = [e for e in result.all_events if e.is_step_failure]
@@ -203,7 +208,8 @@ def test_train_submits_the_rendered_pod(monkeypatch: pytest.MonkeyPatch) -> None
     # dagster-<run id[:18]>-<op name[:20]>-<10 digits>: same op part, another run id
     op_part = lambda pod: pod["metadata"]["name"][27:-11]  # noqa: E731
     assert op_part(submitted) == op_part(rendered) == "listing-price--train"
-    assert submitted["metadata"]["annotations"] == {"ml-platform/mlflow-run-id": "0123abcd"}
+    assert submitted["metadata"]["annotations"] == {"ml-platform/mlflow-run-id": "0123abcd",
+                                                    "ml-platform/max-pending": "600s"}
 
     def normalized(pod: dict[str, Any]) -> dict[str, Any]:
         pod = json.loads(json.dumps(pod))
@@ -272,7 +278,8 @@ def test_multi_node_renders_a_service_a_worker_job_and_node_0(
     for container in (node0, workerc):
         assert container["resources"]["limits"][GPU_RESOURCE] == "4"
         assert container["envFrom"] == [{"secretRef": {"name": "s3-creds"}}]
-        assert container["ports"] == [{"name": "rendezvous", "containerPort": RENDEZVOUS_PORT}]
+        assert container["ports"] == [{"name": "rendezvous", "containerPort": RENDEZVOUS_PORT,
+                                      "protocol": "TCP"}]
     assert worker["tolerations"] == pod["spec"]["tolerations"]
     assert worker.get("nodeSelector") == pod["spec"].get("nodeSelector")
     torchrun = ["python", "-m", "torch.distributed.run", "--nproc-per-node=4", "--nnodes=3"]
@@ -354,3 +361,156 @@ def test_a_failed_worker_job_stops_node_0() -> None:
     assert deleted == ["ml/node-0-pod"]
     assert polls == [f"{name}-workers"] * 3  # and it stopped watching
     assert len(name) <= 39 and re.fullmatch(r"[a-z0-9-]+", name)
+
+
+def _pod_status(phase: str = "Pending", scheduled: str | None = None,
+                waiting: tuple[str, str] | None = None) -> Any:
+    """A V1Pod as the API returns it: not scheduled (the scheduler's message), or a container
+    waiting (reason, message), or running."""
+    from kubernetes.client import (
+        V1ContainerState,
+        V1ContainerStateWaiting,
+        V1ContainerStatus,
+        V1Pod,
+        V1PodCondition,
+        V1PodStatus,
+    )
+
+    conditions = [V1PodCondition(type="PodScheduled", status="False", reason="Unschedulable",
+                                 message=scheduled)] if scheduled else None
+    statuses = [V1ContainerStatus(
+        name="training", image="x", image_id="", ready=False, restart_count=0,
+        state=V1ContainerState(waiting=V1ContainerStateWaiting(reason=waiting[0],
+                                                               message=waiting[1])))
+    ] if waiting else None
+    return V1Pod(status=V1PodStatus(phase=phase, conditions=conditions,
+                                    container_statuses=statuses))
+
+
+@pytest.mark.parametrize(("pod", "reason"), [
+    (_pod_status(scheduled="0/1 nodes are available: 1 Insufficient nvidia.com/gpu."),
+     "not scheduled: 0/1 nodes are available: 1 Insufficient nvidia.com/gpu."),
+    (_pod_status(scheduled="0/1 nodes are available: 1 node(s) didn't match node selector."),
+     "not scheduled: 0/1 nodes are available: 1 node(s) didn't match node selector."),
+    (_pod_status(waiting=("ImagePullBackOff", 'Back-off pulling image "nowhere/x:1"')),
+     'container training waiting, ImagePullBackOff: Back-off pulling image "nowhere/x:1"'),
+    (_pod_status(waiting=("ContainerCreating", None)), "Pending (scheduled, starting)"),
+    (_pod_status(phase="Running"), None),
+    (_pod_status(phase="Failed"), None),
+])
+def test_pending_reason_names_the_scheduler_or_the_kubelet(pod: Any, reason: str | None) -> None:
+    from ml_platform.compute.k8s import pending_reason
+
+    assert pending_reason(pod) == reason
+
+
+def test_a_pod_pending_past_max_pending_fails_the_step_with_the_reason(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fake API server that creates the pod and keeps it unschedulable: the step fails after
+    `compute.max_pending`, without retries, its error and its log naming the scheduler's
+    message; the pod is deleted."""
+    from dagster_k8s import PipesK8sClient
+    from dagster_k8s.pipes import DagsterKubernetesClient
+
+    message = "0/1 nodes are available: 1 Insufficient nvidia.com/gpu."
+    calls: list[tuple[str, str]] = []
+    core = SimpleNamespace(
+        create_namespaced_pod=lambda ns, body: calls.append(("create", body.metadata.name)),
+        read_namespaced_pod=lambda name, ns: _pod_status(scheduled=message),
+        delete_namespaced_pod=lambda name, ns, **kw: calls.append(("delete", name)))
+    monkeypatch.setattr(PipesK8sClient, "_load_k8s_config", lambda self: None)
+    monkeypatch.setattr(DagsterKubernetesClient, "production_client",
+                        staticmethod(lambda *a, **kw: SimpleNamespace(core_api=core)))
+    spec = _spec(gpu=8, max_pending=1)
+    trainer = _trainer(spec, namespace="ml", poll_interval_s=0.2)
+    request = placeholder_request(spec)
+
+    @dg.asset(key=["listing_price", "trained"])
+    def trained(context, trainer: K8sPodTrainer) -> None:  # type: ignore[no-untyped-def]
+        trainer.train(context, request, env=training_env("http://mlflow:5000"))
+
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize([trained], resources={"trainer": trainer}, instance=instance,
+                            raise_on_error=False)
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    error = str(failure.step_failure_data.error)
+    assert "still Pending after 1s (compute.max_pending)" in error and message in error
+    assert "listing_price" in error
+    assert any(message in r.user_message for r in instance.all_logs(result.run_id))
+    (created,), deleted = [n for c, n in calls if c == "create"], [n for c, n in calls if c == "delete"]
+    assert deleted == [created]  # nothing left waiting for a GPU
+
+
+def test_training_pod_is_owned_by_the_run_pod_and_has_a_deadline(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a run pod (a fake API returns it), the training pod names it as owner, so the cluster
+    deletes the training pod with it; outside a pod there is no owner. Every training pod
+    carries `activeDeadlineSeconds` (the chart's training.podWaitTimeoutSeconds)."""
+    from kubernetes.client import ApiException, V1ObjectMeta, V1Pod
+
+    from ml_platform.compute.k8s import run_pod_owner
+
+    log = SimpleNamespace(warning=lambda message: warnings.append(message))
+    warnings: list[str] = []
+    pods = {("ml", "dagster-run-1234-abcde"): V1Pod(metadata=V1ObjectMeta(uid="u-1"))}
+
+    def read(name: str, ns: str) -> Any:
+        if (ns, name) not in pods:
+            raise ApiException(status=404, reason="Not Found")
+        return pods[(ns, name)]
+
+    api = SimpleNamespace(read_namespaced_pod=read)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    assert run_pod_owner(api, "ml", log) == []  # not in a pod
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setenv("HOSTNAME", "dagster-run-1234-abcde")
+    assert run_pod_owner(api, "ml", log) == [{
+        "apiVersion": "v1", "kind": "Pod", "name": "dagster-run-1234-abcde", "uid": "u-1",
+        "controller": False, "blockOwnerDeletion": False}]
+    assert run_pod_owner(api, "elsewhere", log) == [] and "no owner" in warnings[0]
+
+    spec = _spec()
+    assert render_training_pod(spec, _trainer(spec, pod_wait_timeout_s=7200))["spec"][
+        "activeDeadlineSeconds"] == 7200
+    assert "activeDeadlineSeconds" not in render_training_pod(
+        spec, _trainer(spec, pod_wait_timeout_s=0))["spec"]
+
+
+def test_scheduler_hooks_from_the_chart_and_the_spec() -> None:
+    """schedulerName, runtimeClassName, affinity, labels and annotations (a queueing system's,
+    e.g. Kueue's queue name) reach the training pod; the spec wins over the chart on a key, the
+    platform's own labels stay; nothing provider-specific is set by default."""
+    affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "gpu-type", "operator": "In", "values": ["a100", "h100"]}]}]}}}
+    spec = _spec(labels={"kueue.x-k8s.io/queue-name": "pricing", "ml-platform/model": "no"},
+                 annotations={"team": "pricing"})
+    trainer = _trainer(spec, scheduler_name="volcano", runtime_class_name="nvidia",
+                       affinity=affinity, pod_labels={"kueue.x-k8s.io/queue-name": "shared",
+                                                      "cost-center": "ml"},
+                       pod_annotations={"team": "platform", "owner": "ml"})
+    pod = render_training_pod(spec, trainer)
+    validate(pod)
+    assert pod["spec"]["schedulerName"] == "volcano"
+    assert pod["spec"]["runtimeClassName"] == "nvidia" and pod["spec"]["affinity"] == affinity
+    labels, annotations = pod["metadata"]["labels"], pod["metadata"]["annotations"]
+    assert labels["kueue.x-k8s.io/queue-name"] == "pricing" and labels["cost-center"] == "ml"
+    assert labels["ml-platform/model"] == "listing_price"
+    assert annotations["team"] == "pricing" and annotations["owner"] == "ml"
+    kai = _spec(scheduler_name="kai")
+    assert render_training_pod(kai, _trainer(kai, scheduler_name="volcano"))["spec"][
+        "schedulerName"] == "kai"
+    plain = render_training_pod(_spec(), _trainer(_spec()))["spec"]
+    assert not {"schedulerName", "runtimeClassName", "affinity"} & set(plain)
+
+
+def test_multi_node_needs_indexed_jobs() -> None:
+    """A spec asking for several nodes is refused, naming the model and both versions, on a
+    cluster older than 1.24 (the local cluster is 1.20); accepted from 1.24."""
+    from ml_platform.compute.k8s import require_indexed_jobs
+
+    with pytest.raises(ValueError, match=r"model listing_price asks for compute.nodes=2: .*"
+                                         r"Kubernetes >= 1.24, but this cluster is 1.20"):
+        require_indexed_jobs("listing_price", 2, (1, 20))
+    require_indexed_jobs("listing_price", 2, (1, 24))
+    require_indexed_jobs("listing_price", 2, (2, 0))

@@ -218,7 +218,8 @@ def test_gpu_pool_values_reach_the_training_pod() -> None:
 # Each command the chart runs, mapped to the pinned CLI that must accept every flag it passes.
 _CLIS = [("dagster-webserver",), ("dagster-daemon", "run"), ("dagster-daemon", "liveness-check"),
          ("dagster", "api", "grpc-health-check"), ("dagster", "api", "grpc"),
-         ("dagster", "instance", "concurrency", "set"), ("mlflow", "server")]
+         ("dagster", "instance", "concurrency", "set"), ("dagster", "instance", "migrate"),
+         ("mlflow", "server")]
 # One interpreter reads every CLI's click options (seven `--help` processes take 3x as long).
 _OPTIONS = """
 import json, sys, click
@@ -240,6 +241,7 @@ print(json.dumps(out))
 
 @pytest.mark.integration  # real processes
 def test_every_flag_the_chart_passes_exists_in_the_pinned_clis(tmp_path: Path) -> None:
+    import importlib.util
     import subprocess
     import sys
 
@@ -257,6 +259,9 @@ def test_every_flag_the_chart_passes_exists_in_the_pinned_clis(tmp_path: Path) -
     options = {tuple(k.split()): set(v) for k, v in json.loads(done.stdout).items()}
     checked = set()
     for command in commands:
+        if command[:2] == ["python", "-m"]:  # the platform's own modules (the upgrade hook's)
+            assert importlib.util.find_spec(command[2]), command
+            continue
         cli = next(c for c in _CLIS if tuple(command[:len(c)]) == c)
         unknown = {a for a in command if a.startswith("--")} - options[cli]
         assert not unknown, (cli, unknown)
@@ -374,3 +379,97 @@ def test_ca_bundle_and_proxy_reach_every_pod(tmp_path: Path) -> None:
     assert "ca-bundle" in [v["name"] for v in pod["spec"]["volumes"]]
     assert {"name": "ca-bundle", "mountPath": "/etc/ml-platform/ca", "readOnly": True} \
         in pod["spec"]["containers"][0]["volumeMounts"]
+
+
+def test_migrations_run_as_an_idempotent_pre_upgrade_hook(tmp_path: Path) -> None:
+    """A pre-upgrade Job: `mlflow db upgrade` (through `ml_platform.tracking.db_upgrade`, the
+    database URI in the environment, not on the command line), then `dagster instance migrate`
+    with the instance config; no hook with migrations.enabled false."""
+    objects = _template(tmp_path, {})
+    (job,) = [o for o in objects if o["kind"] == "Job"]
+    validate(job)
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-upgrade"
+    pod = job["spec"]["template"]["spec"]
+    (mlflow,), (dagster,) = pod["initContainers"], pod["containers"]
+    assert mlflow["command"] == ["python", "-m", "ml_platform.tracking.db_upgrade"]
+    assert "MLFLOW_BACKEND_STORE_URI" in {e["name"] for e in mlflow["env"]}
+    assert dagster["command"] == ["dagster", "instance", "migrate"]
+    assert {"name": "instance", "mountPath": "/opt/dagster/dagster_home", "readOnly": True} in \
+        dagster["volumeMounts"]
+    # Its dagster.yaml holds only the storage: the run launcher would need a token.
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "instance"]
+    assert volume["configMap"]["name"] == "mlp-ml-platform-migrate-config"
+    configs = {o["metadata"]["name"]: yaml.safe_load(o["data"]["dagster.yaml"])
+               for o in objects if o["kind"] == "ConfigMap" and "dagster.yaml" in o["data"]}
+    hook_instance = configs["mlp-ml-platform-migrate-config"]
+    assert set(hook_instance) == {"telemetry", "storage"}
+    assert hook_instance["storage"] == configs["mlp-ml-platform-instance"]["storage"]
+    assert pod["automountServiceAccountToken"] is False
+    assert not [o for o in _template(tmp_path, {"migrations": {"enabled": False}})
+                if o["kind"] == "Job"]
+
+
+def _allowed(policy: dict) -> set[str]:
+    """The release's components a NetworkPolicy lets in (through its component selector)."""
+    return {v for rule in policy["spec"].get("ingress", []) for peer in rule.get("from", [])
+            for e in peer.get("podSelector", {}).get("matchExpressions", [])
+            if e["key"] == "app.kubernetes.io/component" for v in e["values"]}
+
+
+def test_network_policies_allow_only_what_the_platform_needs(tmp_path: Path) -> None:
+    """Every pod of the release is selected by a policy (run workers and training pods carry
+    the release's label); PostgreSQL and MLflow admit only the platform's pods (and training
+    pods for MLflow), user code only the webserver and daemon, training pods only each other
+    (rendezvous, NCCL); the UI whom `webserverFrom` names; nothing reaches the daemon, run
+    workers or the hook. Render-tested only: the local cluster's bridge does not enforce them."""
+    ingress_controller = {"namespaceSelector": {"matchLabels": {
+        "kubernetes.io/metadata.name": "ingress-nginx"}}}
+    objects = _template(tmp_path, {"networkPolicy": {"webserverFrom": [ingress_controller]}})
+    policies = {o["metadata"]["name"].removeprefix("mlp-ml-platform-"): o
+                for o in objects if o["kind"] == "NetworkPolicy"}
+    for policy in policies.values():
+        validate(policy)
+        assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert _allowed(policies["postgresql"]) == {"webserver", "daemon", "user-code", "run-worker",
+                                                "mlflow", "migrate"}
+    assert _allowed(policies["mlflow"]) == {"webserver", "daemon", "user-code", "run-worker",
+                                            "training"}
+    assert _allowed(policies["user-code"]) == {"webserver", "daemon"}
+    assert policies["webserver"]["spec"]["ingress"][0]["from"] == [ingress_controller]
+    (training_rule,) = policies["training"]["spec"]["ingress"]
+    assert "ports" not in training_rule  # rendezvous 29500 and NCCL's own ports
+    assert training_rule["from"][0]["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/instance": "mlp", "app.kubernetes.io/component": "training"}
+    assert "ingress" not in policies["no-ingress"]["spec"]
+    # The selectors find the pods: the run launcher's labels and the training pods' labels.
+    instance = yaml.safe_load(config_map(objects, "instance")["dagster.yaml"])
+    run_labels = instance["run_launcher"]["config"]["labels"]
+    assert run_labels["app.kubernetes.io/instance"] == "mlp"
+    training = json.loads(config_map(objects, "env")["ML_PLATFORM_TRAINING_POD"])
+    assert training["pod_labels"]["app.kubernetes.io/instance"] == "mlp"
+    with env(ML_PLATFORM_TRAINING_POD=json.dumps(training)):
+        pod = render_training_pod(load_specs()[0])
+    assert pod["metadata"]["labels"]["app.kubernetes.io/component"] == "training"
+    assert pod["metadata"]["labels"]["app.kubernetes.io/instance"] == "mlp"
+    assert not [o for o in _template(tmp_path, {"networkPolicy": {"enabled": False}})
+                if o["kind"] == "NetworkPolicy"]
+
+
+def test_scheduler_hooks_reach_the_training_pod(tmp_path: Path) -> None:
+    """training.schedulerName, runtimeClassName, affinity, podLabels and podAnnotations (a
+    Kueue queue) reach the pod the trainer builds from the chart's settings."""
+    affinity = {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 1, "preference": {"matchExpressions": [
+            {"key": "gpu", "operator": "In", "values": ["h100"]}]}}]}}
+    objects = _template(tmp_path, {"training": {
+        "schedulerName": "volcano", "runtimeClassName": "nvidia", "affinity": affinity,
+        "podLabels": {"kueue.x-k8s.io/queue-name": "gpu"}, "podAnnotations": {"a": "b"}}})
+    settings = json.loads(config_map(objects, "env")["ML_PLATFORM_TRAINING_POD"])
+    spec = load_specs()[0]
+    with env(ML_PLATFORM_TRAINING_POD=json.dumps(settings)):
+        pod = render_training_pod(spec)
+    validate(pod)
+    assert (pod["spec"]["schedulerName"], pod["spec"]["runtimeClassName"]) == ("volcano", "nvidia")
+    assert pod["spec"]["affinity"] == affinity
+    assert pod["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu"
+    assert pod["metadata"]["annotations"]["a"] == "b"

@@ -19,6 +19,9 @@ PAUSE_TAR="$BUILD_DIR/pause-image.tar"
 # The project's image (make image): built with buildah, imported into containerd.
 PROJECT_IMAGE="${ML_PLATFORM_IMAGE:-localhost/ml-platform:dev}"
 PROJECT_IMAGE_TAR="$CACHE_ROOT/image/ml-platform-image.tar"
+# The chart's bundled PostgreSQL for this cluster (scripts/cluster/postgres/), built beside it.
+POSTGRES_IMAGE="${ML_PLATFORM_POSTGRES_IMAGE:-localhost/ml-platform-postgres:15}"
+POSTGRES_IMAGE_TAR="$CACHE_ROOT/image/postgres-image.tar"
 
 # Runtime state (pid files, logs, certificates, etcd data, containerd root): removed by cluster-down.
 RUN_DIR="${ML_PLATFORM_CLUSTER_RUN:-/var/lib/ml-platform-cluster}"

@@ -8,8 +8,11 @@
 #    (TORCH_INDEX_URL, a file:// index mounted into the build), since the PyTorch download
 #    site is not reachable;
 #  - buildah's storage lives under the cache directory, not /var/lib/containers.
-# Usage: image.sh [--no-import | --if-missing]. Output: $PROJECT_IMAGE_TAR, and the image in the
-# cluster's containerd (namespace k8s.io). --if-missing: nothing to do when containerd has it.
+# Also the chart's bundled PostgreSQL for the local cluster ($POSTGRES_IMAGE, postgres/Containerfile:
+# Debian's postgresql-15 on the same base), since there is no registry to pull postgres:16.4 from.
+# Usage: image.sh [--no-import | --if-missing]. Output: $PROJECT_IMAGE_TAR and $POSTGRES_IMAGE_TAR,
+# and both images in the cluster's containerd (namespace k8s.io). --if-missing: nothing to do
+# when containerd has both.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 [[ $EUID -eq 0 ]] || die "image.sh needs root (buildah chroot isolation, debootstrap)"
@@ -20,8 +23,9 @@ IMPORT=1
 case "${1:-}" in
   --no-import) IMPORT=0 ;;
   --if-missing)
-    if ctr --address "$CONTAINERD_SOCK" -n k8s.io images ls -q "name==$PROJECT_IMAGE" 2>/dev/null | grep -q .; then
-      log "$PROJECT_IMAGE is in the cluster already (make image rebuilds it)"; exit 0
+    in_cluster() { ctr --address "$CONTAINERD_SOCK" -n k8s.io images ls -q "name==$1" 2>/dev/null | grep -q .; }
+    if in_cluster "$PROJECT_IMAGE" && in_cluster "$POSTGRES_IMAGE"; then
+      log "$PROJECT_IMAGE and $POSTGRES_IMAGE are in the cluster already (make image rebuilds them)"; exit 0
     fi ;;
   "") ;;
   *) die "usage: image.sh [--no-import | --if-missing]" ;;
@@ -93,11 +97,22 @@ log "built in $(( $(date +%s) - B0 ))s"
 rm -f "$PROJECT_IMAGE_TAR"
 "${BUILDAH[@]}" push --quiet "$PROJECT_IMAGE" "docker-archive:$PROJECT_IMAGE_TAR:$PROJECT_IMAGE" >/dev/null
 
-# 4. Into the cluster's containerd, where pods with imagePullPolicy IfNotPresent find it.
+# 4. The chart's PostgreSQL for the local cluster (apt inside the build; cached layers after).
+log "buildah bud -> $POSTGRES_IMAGE"
+"${BUILDAH[@]}" bud --isolation chroot --layers --build-arg "BASE_IMAGE=$BASE" \
+  -f "$CLUSTER_DIR/postgres/Containerfile" -t "$POSTGRES_IMAGE" "$CLUSTER_DIR/postgres" \
+  > "$IMAGE_DIR/postgres-build.log" 2>&1 \
+  || { tail -20 "$IMAGE_DIR/postgres-build.log" >&2; die "postgres image build failed: see $IMAGE_DIR/postgres-build.log"; }
+rm -f "$POSTGRES_IMAGE_TAR"
+"${BUILDAH[@]}" push --quiet "$POSTGRES_IMAGE" "docker-archive:$POSTGRES_IMAGE_TAR:$POSTGRES_IMAGE" >/dev/null
+
+# 5. Into the cluster's containerd, where pods with imagePullPolicy IfNotPresent find them.
 if (( IMPORT )); then
-  [[ -S "$CONTAINERD_SOCK" ]] || die "the cluster is not up (make cluster-up); the archive is $PROJECT_IMAGE_TAR"
+  [[ -S "$CONTAINERD_SOCK" ]] || die "the cluster is not up (make cluster-up); the archives are $PROJECT_IMAGE_TAR and $POSTGRES_IMAGE_TAR"
   I0=$(date +%s)
-  ctr --address "$CONTAINERD_SOCK" -n k8s.io images import "$PROJECT_IMAGE_TAR" >/dev/null
+  for tar in "$PROJECT_IMAGE_TAR" "$POSTGRES_IMAGE_TAR"; do
+    ctr --address "$CONTAINERD_SOCK" -n k8s.io images import "$tar" >/dev/null
+  done
   log "imported into containerd in $(( $(date +%s) - I0 ))s"
 fi
 log "image $PROJECT_IMAGE ready in $(( $(date +%s) - T0 ))s"

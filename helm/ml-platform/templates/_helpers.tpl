@@ -147,7 +147,27 @@ imagePullSecrets:
 {{- end }}
 {{- end -}}
 
-{{/* DAGSTER_HOME (the instance ConfigMap), the workspace and a writable /tmp. */}}
+{{/* The model specs ConfigMap (specs.configMap), replacing the image's specs. */}}
+{{- define "mlp.specsDir" -}}/etc/ml-platform/specs{{- end -}}
+
+{{- define "mlp.specsVolume" -}}
+{{- if .Values.specs.configMap }}
+- name: specs
+  configMap:
+    name: {{ .Values.specs.configMap }}
+{{- end }}
+{{- end -}}
+
+{{- define "mlp.specsVolumeMount" -}}
+{{- if .Values.specs.configMap }}
+- name: specs
+  mountPath: {{ include "mlp.specsDir" . }}
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/* DAGSTER_HOME (the instance ConfigMap), the workspace, a writable /tmp, the CA bundle and
+the specs (when set). */}}
 {{- define "mlp.dagsterVolumes" -}}
 - name: instance
   configMap:
@@ -158,6 +178,7 @@ imagePullSecrets:
 - name: tmp
   emptyDir: {}
 {{- include "mlp.caVolume" . }}
+{{- include "mlp.specsVolume" . }}
 {{- end -}}
 
 {{- define "mlp.dagsterVolumeMounts" -}}
@@ -170,6 +191,7 @@ imagePullSecrets:
 - name: tmp
   mountPath: /tmp
 {{- include "mlp.caVolumeMount" . }}
+{{- include "mlp.specsVolumeMount" . }}
 {{- end -}}
 
 {{/* libpq parameters as a URL query: {sslmode: require} -> sslmode=require */}}
@@ -177,4 +199,40 @@ imagePullSecrets:
 {{- $pairs := list -}}
 {{- range $k, $v := . }}{{ $pairs = append $pairs (printf "%s=%v" $k $v) }}{{ end -}}
 {{- join "&" $pairs -}}
+{{- end -}}
+
+{{/* MLflow's backend store as environment (the server's and the upgrade hook's). `mlflow
+server` reads --backend-store-uri from MLFLOW_BACKEND_STORE_URI: the password stays out of the
+command line (ps, /proc/<pid>/cmdline). Kubernetes expands $(VAR) from the variables before it
+(the password must be URL-safe). psycopg2 is named: SQLAlchemy >= 2.1 defaults to psycopg 3. */}}
+{{- define "mlp.mlflowBackendEnv" -}}
+{{- $params := "" -}}
+{{- with .Values.postgresql.params }}{{ $params = printf "?%s" (include "mlp.query" .) }}{{ end -}}
+- name: MLFLOW_DB_USER
+  value: {{ .Values.postgresql.username | quote }}
+- name: MLFLOW_DB_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "mlp.pgSecret" . }}
+      key: postgresql-password
+- name: MLFLOW_BACKEND_STORE_URI
+  value: {{ printf "postgresql+psycopg2://$(MLFLOW_DB_USER):$(MLFLOW_DB_PASSWORD)@%s:%v/%s%s" (include "mlp.pgHost" .) .Values.postgresql.port .Values.postgresql.mlflowDatabase $params | quote }}
+{{- end -}}
+
+{{/* Dagster's storage section of dagster.yaml (the instance's, and the migration hook's). */}}
+{{- define "mlp.dagsterStorage" -}}
+storage:
+  postgres:
+    postgres_db:
+      hostname: {env: DAGSTER_PG_HOST}
+      port: {env: DAGSTER_PG_PORT}
+      username: {env: DAGSTER_PG_USERNAME}
+      password: {env: DAGSTER_PG_PASSWORD}
+      db_name: {env: DAGSTER_PG_DB}
+      # Name the driver: SQLAlchemy >= 2.1 maps a bare `postgresql://` to psycopg 3.
+      scheme: postgresql+psycopg2
+      {{- with .Values.postgresql.params }}
+      params:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
 {{- end -}}

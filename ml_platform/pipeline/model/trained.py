@@ -13,7 +13,7 @@ from dagster._core.errors import DagsterPipesExecutionError  # the training proc
 
 from ml_platform import names, settings
 from ml_platform.compute.request import TrainingRequest
-from ml_platform.compute.trainer import Trainer
+from ml_platform.compute.trainer import Trainer, training_env
 from ml_platform.names import Tag
 from ml_platform.pipeline.code_version import training_code_version
 from ml_platform.pipeline.model.common import Chain
@@ -85,11 +85,7 @@ def _train(context: dg.AssetExecutionContext, chain: Chain, ts: TrainingSetRecor
         checkpoint_mirror=lake.uri(mirror) if lake.is_shared else "",
         training_set_hash=ts.training_set_hash, partitions=ts.partitions,
     )
-    return trainer.train(context, request, env={
-        "MLFLOW_TRACKING_URI": mlflow.uri,
-        # MLflow prints run URLs as given, credentials included: links go in metadata.
-        "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
-    })
+    return trainer.train(context, request, env=training_env(mlflow.uri))
 
 
 def trained_asset(chain: Chain) -> dg.AssetsDefinition:
