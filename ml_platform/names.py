@@ -141,6 +141,19 @@ ML_VIEW_QUERY: Final = "?workflowType=machine_learning"
 
 REGISTRY_LOCK_PREFIX: Final = "ml_platform-lock-"
 
+# -- the inference endpoint --------------------------------------------------------------------
+
+MODEL_VERSION_HEADER: Final = "X-Model-Version"
+"""On every answer of the endpoint: the model version that answered."""
+SERVE_PORT: Final = 8080
+"""The default port of `ml-platform serve`."""
+
+
+def invocations_path(model: str) -> str:
+    """MLflow's scoring protocol for `model` at the endpoint."""
+    return f"/models/{model}/invocations"
+
+
 # -- Dagster run tags ---------------------------------------------------------------------------
 
 class RunTag:

@@ -80,3 +80,8 @@ def landing_dir() -> Path:
 
 def lake_dir() -> Path:
     return home() / "lake"
+
+
+def serving_dir() -> Path:
+    """The local endpoint's files: the running `serve`'s address and the downloaded versions."""
+    return home() / "serving"
