@@ -13,8 +13,8 @@ from ml_platform.pipeline.keys import model_key
 from ml_platform.pipeline.model.production import production_metadata
 from ml_platform.pipeline.model.serving import follow_production
 from ml_platform.records import PromotionRecord
-from ml_platform.specs import ModelSpec
 from ml_platform.serving.endpoint import EndpointError
+from ml_platform.specs import ModelSpec
 from ml_platform.storage.interfaces import LakeStore
 from ml_platform.tracking.mlflow_resource import MlflowTracker
 from ml_platform.tracking.promotion import actor, move_alias, rollback_target

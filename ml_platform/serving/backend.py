@@ -124,7 +124,8 @@ def start(model: str, version: str, cache: Path, *, timeout: float = START_TIMEO
     local = download(model, version, cache)
     example = serving_input(local)
     port = free_port()
-    command, env = scoring_server.get_cmd(str(local), port, "127.0.0.1", None, 1)
+    # MLflow annotates `host` as an int; it is the host name `mlflow models serve` passes.
+    command, env = scoring_server.get_cmd(str(local), port, "127.0.0.1", None, 1)  # type: ignore[arg-type]
     argv = [sys.executable, "-m", *shlex.split(command)]  # `uvicorn ...` from this interpreter
     log_path = cache / model / f"{version}.log"
     with log_path.open("ab") as log:
