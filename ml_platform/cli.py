@@ -217,13 +217,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_history(args: argparse.Namespace) -> int:
     from ml_platform.ops.platform import open_platform, require_model
+    from ml_platform.pipeline.history import migrate_legacy_history, production_history
     from ml_platform.specs import load_specs
-    from ml_platform.tracking.promotion import history
 
     require_model(load_specs(), args.model)
     with open_platform(args.mlflow_port) as p:
         name = p.spec(args.model).name
-        records = history(p.tracker, name) if p.tracker.registered(name) else []
+        migrate_legacy_history(p.instance, p.tracker, name)
+        records = production_history(p.instance, name)
     lines = [f"{r.at}  {r.kind:17s} v{r.previous_version or '-'} -> v{r.version}  "
              f"by {r.triggered_by}: {r.reason}" for r in records]
     _print([r.to_metadata() for r in records], args.json,
