@@ -59,6 +59,11 @@ def daily_schedule(dataset: str) -> str:
     return f"{dataset}_daily"
 
 
+def drift_sensor(model: str) -> str:
+    """Notices `model`'s production alias moved outside the platform."""
+    return f"{model}_registry_drift"
+
+
 FAILURE_SENSOR: Final = "alert_on_run_failure"
 PREVIOUS_DAY_CHECK: Final = "previous_day_complete"
 PROMOTION_GATES_CHECK: Final = "promotion_gates"

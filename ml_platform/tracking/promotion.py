@@ -76,6 +76,17 @@ def registry_lock(tracker: MlflowTracker, model: str, *, wait_s: float = 10.0) -
             client.delete_registered_model(name)
 
 
+def lock_held(tracker: MlflowTracker, model: str) -> bool:
+    """Whether a move of `model`'s alias is under way (its promotion lock exists)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        tracker.client().get_registered_model(f"{LOCK_PREFIX}{model}")
+    except MlflowException:
+        return False
+    return True
+
+
 def move_alias(tracker: MlflowTracker, model: str, version: str, *, expected_current: str | None,
                kind: str, reason: str, triggered_by: str, metrics: dict[str, float] | None = None,
                gates: str = "", forced: bool = False, dagster_run_id: str = "",

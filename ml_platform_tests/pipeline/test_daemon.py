@@ -12,19 +12,21 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import dagster as dg
 import pytest
 import yaml
+from mlflow import MlflowClient
 
 from ml_platform.settings import instance_config
 from ml_platform.simulation.landing import land_days
 from ml_platform.specs.model_spec import SPEC_DIR
 from ml_platform.storage.landing import LandingZone
 from ml_platform.tracking.mlflow_resource import MlflowTracker
-from ml_platform.tracking.server import MlflowServer
+from ml_platform.tracking.server import MlflowServer, free_port
 
 pytestmark = pytest.mark.integration  # starts real servers
 
@@ -68,7 +70,8 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, mlflow_server: MlflowServer
         )
     try:
         yield {"home": home, "process": process, "instance": dg.DagsterInstance.get(),
-               "tracker": MlflowTracker(tracking_uri=mlflow_server.url), "spec_dir": specs}
+               "tracker": MlflowTracker(tracking_uri=mlflow_server.url), "spec_dir": specs,
+               "env": env}
     finally:
         os.killpg(process.pid, 15)
         process.wait(timeout=60)
@@ -137,3 +140,56 @@ def test_sensor_retrains_promotes_and_stops_bad_data(daemon: dict[str, Any]) -> 
     assert newest.tags["dagster.partitions"].endswith(f"{good.isoformat()} (7)")  # no rejected day
     assert len(_runs_for(instance, sibling)) == 1  # rejected: not retried
     assert process.poll() is None  # the daemon is still running
+
+
+def _answering_version(url: str, body: bytes) -> str | None:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.headers["X-Model-Version"]
+    except OSError:
+        return None
+
+
+def test_an_alias_moved_outside_the_platform_is_followed(daemon: dict[str, Any]) -> None:
+    from ml_platform.ops.lineage import lineage
+    from ml_platform.pipeline.history import production_history
+    from ml_platform.specs import load_specs
+
+    instance, tracker = daemon["instance"], daemon["tracker"]
+    current = tracker.alias_version(MODEL, "production")
+    assert current not in (None, "1"), "needs the versions test_sensor_retrains_... leaves"
+    port = free_port()
+    with (daemon["home"] / "serve.log").open("wb") as log:
+        serve = subprocess.Popen(
+            [sys.executable, "-m", "ml_platform.cli", "serve", "--port", str(port)],
+            env=daemon["env"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/models/{MODEL}/invocations"
+    try:
+        example = (daemon["home"] / "serving" / "models" / MODEL / current /
+                   "serving_input_example.json")
+        _wait("the endpoint", lambda: example.exists() and _answering_version(
+            url, example.read_bytes()) == current, daemon, timeout=300)
+
+        MlflowClient(tracker.uri, registry_uri=tracker.uri).set_registered_model_alias(
+            MODEL, "production", "1")  # as a person in the MLflow UI would
+
+        moved = _wait("the external move in the history", lambda: next(
+            (r for r in production_history(instance, MODEL) if r.kind == "external"), None),
+            daemon, timeout=120)
+        assert (moved.triggered_by, moved.previous_version, moved.version) == (
+            "external", current, "1")
+        _wait("the endpoint to answer with v1",
+              lambda: _answering_version(url, example.read_bytes()) == "1", daemon, timeout=300)
+        (spec,) = load_specs(daemon["spec_dir"])
+        assert lineage(spec, instance, tracker)["version"] == "1"
+        status = tracker.client().get_model_version(MODEL, "1").tags
+        assert status["ml_platform.promotion_status"] == "production (external)"
+        assert "ml_platform.promotion_status" not in tracker.client().get_model_version(
+            MODEL, current).tags
+        time.sleep(5)  # a few more sensor ticks: the platform does not move it back
+        assert tracker.alias_version(MODEL, "production") == "1"
+        assert [r.kind for r in production_history(instance, MODEL)].count("external") == 1
+    finally:
+        os.killpg(serve.pid, 15)
+        serve.wait(timeout=60)
