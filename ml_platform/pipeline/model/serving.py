@@ -1,6 +1,7 @@
 """`<model>/serving`: the endpoint follows `production`.
 
-The step brings the running endpoint (`ml-platform serve`, see `ml_platform.serving`) to the
+The step brings the running endpoint (`ml-platform serve`, see `ml_platform.serving`; in the
+`k8s` profile the chart's Deployment or InferenceService of the model, when enabled) to the
 production version with no failed request, and fails with the reason when the new version does
 not load (the old one keeps serving). When no endpoint runs, it records the version to serve
 (the serving manifest), which `serve` starts with.
@@ -14,6 +15,7 @@ import dagster as dg
 from ml_platform import names
 from ml_platform.pipeline.model.common import Chain
 from ml_platform.pipeline.retries import MLFLOW_RETRY, fail_fast
+from ml_platform.serving.cluster import ClusterServing, roll
 from ml_platform.serving.endpoint import EndpointError, running_endpoint
 from ml_platform.storage.interfaces import LakeStore
 from ml_platform.tracking.mlflow_resource import MlflowTracker
@@ -25,15 +27,21 @@ def follow_production(tracker: MlflowTracker, lake: LakeStore, model: str) -> di
     manifest; returns the metadata of the `serving` materialization. Raises EndpointError
     (nothing recorded, the old version serving) when the endpoint does not switch."""
     manifest = serving_manifest(tracker, model)
-    endpoint = running_endpoint()
-    if endpoint is None:
-        manifest["endpoint"] = {"state": "not running",
-                                "note": "`ml-platform serve` serves this version when started"}
-    else:
-        switched = endpoint.switch(model, manifest["version"])
+    version = manifest["version"]
+    cluster = ClusterServing.from_env()
+    if cluster is not None and model in cluster.models:  # the chart's endpoint (k8s profile)
+        files = (tracker.client().get_model_version_download_uri(model, version)
+                 if cluster.target == "kserve" else "")
+        manifest["endpoint"] = {"state": "serving", "target": cluster.target,
+                                "url": roll(cluster, model, version, download_uri=files)}
+    elif (endpoint := running_endpoint()) is not None:
+        switched = endpoint.switch(model, version)
         manifest["endpoint"] = {"state": "serving", "url": endpoint.invocations_url(model),
                                 "previous_version": switched.get("previous_version", ""),
                                 "since": switched.get("since", "")}
+    else:
+        manifest["endpoint"] = {"state": "not running",
+                                "note": "`ml-platform serve` serves this version when started"}
     return serving_metadata(lake, manifest)
 
 
