@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ml_platform.serving.endpoint import EndpointError
+from ml_platform.settings import SERVING_ENV
 
-SERVING_ENV = "ML_PLATFORM_SERVING"
 VERSION_ANNOTATION = "ml-platform/model-version"
 CONTAINER = "model"
 
