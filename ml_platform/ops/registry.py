@@ -86,7 +86,7 @@ def rollback(spec: ModelSpec, to: str | None, reason: str, *, instance: dg.Dagst
     try:
         target = to or rollback_target(instance, spec.name, current)
     except LookupError as exc:
-        raise NotFound(f"{exc}: name one with --to") from exc
+        raise PlatformError(f"{exc}: name one with --to") from exc
     record = move_alias(tracker, spec.name, target, expected_current=current, kind="rollback",
                         reason=reason, triggered_by=actor())
     _reflect(instance, tracker, lake, record)
