@@ -63,13 +63,17 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, mlflow_server: MlflowServer
            "ML_PLATFORM_SPEC_DIR": str(specs), "MLFLOW_TRACKING_URI": mlflow_server.url}
     saved = {k: os.environ.get(k) for k in ("ML_PLATFORM_HOME", "DAGSTER_HOME")}
     os.environ.update({k: env[k] for k in saved})
+    # Create the instance's SQLite storage here, once: the daemon and its code server, both
+    # starting on an empty DAGSTER_HOME, can otherwise race to stamp its schema twice.
+    instance = dg.DagsterInstance.get()
+    instance.get_runs(limit=1)
     with (home / "daemon.log").open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "dagster._daemon", "run", "-m", "ml_platform.definitions"],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:
-        yield {"home": home, "process": process, "instance": dg.DagsterInstance.get(),
+        yield {"home": home, "process": process, "instance": instance,
                "tracker": MlflowTracker(tracking_uri=mlflow_server.url), "spec_dir": specs,
                "env": env}
     finally:
