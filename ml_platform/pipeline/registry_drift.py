@@ -27,6 +27,9 @@ from ml_platform.tracking.mlflow_resource import MlflowTracker
 from ml_platform.tracking.promotion import lock_held, mark_status
 
 EXTERNAL = "external"
+INTERVAL_S = 30
+"""How often the registry is polled: a moved alias is followed within this long (plus the
+`serving` run). Not the landing sensors' interval: each tick asks the tracking server."""
 
 
 def recorded_version(instance: dg.DagsterInstance, model: str) -> str | None:
@@ -65,7 +68,7 @@ def _status(kind: str) -> str:
 
 def registry_drift_sensor(spec: ModelSpec) -> dg.SensorDefinition:
     model = spec.name
-    interval = spec.dataset.sensor_interval_seconds
+    interval = INTERVAL_S
 
     @dg.sensor(
         name=names.drift_sensor(model), job_name=names.pipeline_job(model),
