@@ -79,6 +79,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_dev(args: argparse.Namespace) -> int:
     from ml_platform.ops.execute import prepare_dagster_home
     from ml_platform.ops.platform import mlflow_server, require_local
+    from ml_platform.ops.process_guard import guarded_command
 
     require_local("dev")
     home = prepare_dagster_home()
@@ -87,13 +88,15 @@ def cmd_dev(args: argparse.Namespace) -> int:
         env = {**os.environ, settings.DAGSTER_HOME_ENV: str(home)}
         print(f"MLflow UI:  {env[settings.TRACKING_URI_ENV]}\nDagster UI: http://127.0.0.1:{args.port}\n"
               f"Endpoint:   http://127.0.0.1:{args.serve_port}/models/<model>/invocations")
-        # The endpoint of every model (`ml-platform serve`), which the `serving` steps switch.
+        # Each under a guard that stops it if this command dies, even by SIGKILL: the models'
+        # endpoint (`ml-platform serve`, which the `serving` steps switch) and `dagster dev`.
         endpoint = subprocess.Popen(
-            [sys.executable, "-m", "ml_platform.cli", "serve", "--port", str(args.serve_port)],
+            guarded_command([sys.executable, "-m", "ml_platform.cli", "serve",
+                             "--port", str(args.serve_port)]),
             env=env, start_new_session=True)
         dagster = subprocess.Popen(
-            [sys.executable, "-m", "dagster", "dev", "-m", "ml_platform.definitions",
-             "-h", "127.0.0.1", "-p", str(args.port)],
+            guarded_command([sys.executable, "-m", "dagster", "dev", "-m",
+                             "ml_platform.definitions", "-h", "127.0.0.1", "-p", str(args.port)]),
             env=env,
             start_new_session=True,  # its own process group, so shutdown reaches every child
         )
@@ -186,7 +189,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if args.dataset:
         require_dataset(load_specs(), args.dataset)
     with open_platform(args.mlflow_port) as p:
-        datasets = [args.dataset] if args.dataset else p.dataset_names()
+        datasets = [d for d in p.datasets() if args.dataset in (None, d.name)]
         defs = build_definitions(p.specs, profile=p.profile)
         reports = [ingest(defs, d, p.instance, p.landing) for d in datasets]
     if args.json:
@@ -194,7 +197,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     else:
         for r in reports:
             status = "ok" if r["success"] else "FAILED"
-            print(f"{r['dataset']}: {len(r['days'])} day(s) due, run {r['run_id']} {status}"
+            runs = ", ".join(r["run_ids"])
+            print(f"{r['dataset']}: {len(r['days'])} day(s) due, run {runs} {status}"
                   if r["run_id"] else f"{r['dataset']}: {r['note']}")
             for c in r.get("failed_checks", []):
                 print(f"  check {c['asset']}:{c['check']} [{c['severity']}] {c['description']}")
