@@ -47,7 +47,7 @@ MODEL = "listing_price"
 
 
 def _wait(what: str, condition: Callable[[], Any], daemon: dict[str, Any],
-          timeout: float = 240) -> Any:
+          timeout: float = WAIT_S) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if daemon["process"].poll() is not None:
