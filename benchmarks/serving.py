@@ -205,8 +205,11 @@ def main() -> None:
         plain = subprocess.Popen(
             [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{MODEL}/2",
              "--env-manager", "local", "-h", "127.0.0.1", "-p", str(plain_port)],
-            env={**env, "MLFLOW_TRACKING_URI": tracking}, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, start_new_session=True)
+            # `mlflow models serve` runs `uvicorn` from PATH: this interpreter's.
+            env={**env, "MLFLOW_TRACKING_URI": tracking,
+                 "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"},
+            stdout=(home / "plain.log").open("wb"), stderr=subprocess.STDOUT,
+            start_new_session=True)
         plain_url = f"http://127.0.0.1:{plain_port}"
         _wait(plain_url, "/invocations", body)
 
