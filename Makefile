@@ -43,6 +43,7 @@ bench: setup           ## benchmarks; results go to docs/benchmarks.md
 	$(PY) benchmarks/features.py
 	$(PY) benchmarks/e2e.py
 	$(PY) benchmarks/training_throughput.py
+	$(PY) benchmarks/serving.py
 
 clean:
 	rm -rf .ml_platform

@@ -259,6 +259,11 @@ def main() -> None:
         f"**{switch['longest_gap_ms']:.0f} ms** |",
         f"| nothing switching | {calm['seconds']:.1f} s | {calm['answers']} | {calm['failures']} | "
         f"{' → '.join(map(str, calm['versions']))} | {calm['longest_gap_ms']:.0f} ms |",
+        "",
+        "Read with the load average above: on a busy machine the two servers' figures differ by "
+        "noise as much as by the router's loopback hop; the longest gap during the switch is the "
+        "client waiting on a CPU shared with a starting scoring server and the CLI, not a "
+        "refused request (see the failed-request column).",
     ]
     publish("serving", "\n".join(lines), write=not args.no_write)
 
