@@ -187,6 +187,7 @@ def _kill_run_worker(run: dg.DagsterRun) -> int:
     return pid
 
 
+@pytest.mark.timeout(1200)  # three trainings, one after the other, and a run monitoring poll
 def test_a_missing_day_lands_late_and_a_killed_run_is_taken_up_again(daemon: dict[str, Any]) -> None:
     instance, process = daemon["instance"], daemon["process"]
     start = START + dt.timedelta(days=20)
