@@ -26,7 +26,7 @@ dev: setup             ## Dagster webserver + daemon (:3000) and MLflow (:5000)
 	$(VENV)/bin/ml-platform dev
 
 TYPED := ml_platform/specs ml_platform/ml ml_platform/compute ml_platform/tracking \
-         ml_platform/storage ml_platform/names.py ml_platform/records.py ml_platform/settings.py \
+         ml_platform/storage ml_platform/serving ml_platform/names.py ml_platform/records.py ml_platform/settings.py \
          ml_platform/faults.py
 
 lint: setup            ## ruff, and the type checker on the layers below the pipeline
@@ -43,6 +43,7 @@ bench: setup           ## benchmarks; results go to docs/benchmarks.md
 	$(PY) benchmarks/features.py
 	$(PY) benchmarks/e2e.py
 	$(PY) benchmarks/training_throughput.py
+	$(PY) benchmarks/serving.py
 
 clean:
 	rm -rf .ml_platform

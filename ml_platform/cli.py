@@ -86,8 +86,14 @@ def cmd_dev(args: argparse.Namespace) -> int:
     with mlflow_server(args.mlflow_port) as server:
         server.wait_ready()
         env = {**os.environ, settings.DAGSTER_HOME_ENV: str(home)}
-        print(f"MLflow UI:  {env[settings.TRACKING_URI_ENV]}\nDagster UI: http://127.0.0.1:{args.port}")
-        # under a guard that stops it if this command dies, even by SIGKILL
+        print(f"MLflow UI:  {env[settings.TRACKING_URI_ENV]}\nDagster UI: http://127.0.0.1:{args.port}\n"
+              f"Endpoint:   http://127.0.0.1:{args.serve_port}/models/<model>/invocations")
+        # Each under a guard that stops it if this command dies, even by SIGKILL: the models'
+        # endpoint (`ml-platform serve`, which the `serving` steps switch) and `dagster dev`.
+        endpoint = subprocess.Popen(
+            guarded_command([sys.executable, "-m", "ml_platform.cli", "serve",
+                             "--port", str(args.serve_port)]),
+            env=env, start_new_session=True)
         dagster = subprocess.Popen(
             guarded_command([sys.executable, "-m", "dagster", "dev", "-m",
                              "ml_platform.definitions", "-h", "127.0.0.1", "-p", str(args.port)]),
@@ -102,12 +108,45 @@ def cmd_dev(args: argparse.Namespace) -> int:
         try:
             return dagster.wait()
         except KeyboardInterrupt:
-            os.killpg(dagster.pid, signal.SIGINT)  # as Ctrl-C in a terminal: the whole group
+            for child in (dagster, endpoint):  # as Ctrl-C in a terminal: each whole group
+                os.killpg(child.pid, signal.SIGINT)
             try:
                 return dagster.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 os.killpg(dagster.pid, signal.SIGKILL)
                 return dagster.wait()
+        finally:
+            _stop(endpoint)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ml_platform.ops.platform import open_platform
+    from ml_platform.ops.serving import run_serve
+
+    with open_platform(args.mlflow_port) as p:
+        run_serve(p, args.port, lambda line: print(line, flush=True))
+    return 0
+
+
+def cmd_serving_status(args: argparse.Namespace) -> int:
+    from ml_platform.ops.platform import open_platform
+    from ml_platform.ops.serving import render_serving_status, serving_status
+
+    with open_platform(args.mlflow_port) as p:
+        status = serving_status(p)
+    _print(status, args.json, render_serving_status(status))
+    return 0
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop a child started in its own session (SIGTERM to its group, SIGKILL after 30 s)."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
@@ -182,13 +221,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_history(args: argparse.Namespace) -> int:
     from ml_platform.ops.platform import open_platform, require_model
+    from ml_platform.pipeline.history import migrate_legacy_history, production_history
     from ml_platform.specs import load_specs
-    from ml_platform.tracking.promotion import history
 
     require_model(load_specs(), args.model)
     with open_platform(args.mlflow_port) as p:
         name = p.spec(args.model).name
-        records = history(p.tracker, name) if p.tracker.registered(name) else []
+        migrate_legacy_history(p.instance, p.tracker, name)
+        records = production_history(p.instance, name)
     lines = [f"{r.at}  {r.kind:17s} v{r.previous_version or '-'} -> v{r.version}  "
              f"by {r.triggered_by}: {r.reason}" for r in records]
     _print([r.to_metadata() for r in records], args.json,
@@ -285,8 +325,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(sub, "dev", "Dagster webserver + daemon and an MLflow server",
                  "ml-platform dev --port 3000")
     p.add_argument("--port", type=int, default=3000, help="Dagster UI port")
+    p.add_argument("--serve-port", type=int, default=names.SERVE_PORT,
+                   help="port of the models' endpoint (`ml-platform serve`)")
     _mlflow_port(p)
     p.set_defaults(fn=cmd_dev)
+
+    p = _command(sub, "serve", "serve every model's production version on loopback (MLflow's "
+                 "scoring protocol), switched by the `serving` steps",
+                 "ml-platform serve --port 8080")
+    p.add_argument("--port", type=int, default=names.SERVE_PORT, help="port of the endpoint")
+    _mlflow_port(p)
+    p.set_defaults(fn=cmd_serve)
+
+    p = _command(sub, "serving", "the models' endpoint", "ml-platform serving status --json")
+    serving = p.add_subparsers(dest="serving_command", required=True, metavar="COMMAND")
+    p = _command(serving, "status", "each model's endpoint URL and the version it answers with",
+                 "ml-platform serving status --json")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _mlflow_port(p)
+    p.set_defaults(fn=cmd_serving_status)
 
     p = _command(sub, "lineage", "alias/version -> MLflow run -> Dagster run -> data, or "
                  "--partition: which versions trained on a day",

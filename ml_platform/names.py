@@ -60,6 +60,11 @@ def daily_schedule(dataset: str) -> str:
     return f"{dataset}_daily"
 
 
+def drift_sensor(model: str) -> str:
+    """Notices `model`'s production alias moved outside the platform."""
+    return f"{model}_registry_drift"
+
+
 FAILURE_SENSOR: Final = "alert_on_run_failure"
 PREVIOUS_DAY_CHECK: Final = "previous_day_complete"
 PROMOTION_GATES_CHECK: Final = "promotion_gates"
@@ -147,6 +152,19 @@ ML_VIEW_QUERY: Final = "?workflowType=machine_learning"
 
 
 REGISTRY_LOCK_PREFIX: Final = "ml_platform-lock-"
+
+# -- the inference endpoint --------------------------------------------------------------------
+
+MODEL_VERSION_HEADER: Final = "X-Model-Version"
+"""On every answer of the endpoint: the model version that answered."""
+SERVE_PORT: Final = 8080
+"""The default port of `ml-platform serve`."""
+
+
+def invocations_path(model: str) -> str:
+    """MLflow's scoring protocol for `model` at the endpoint."""
+    return f"/models/{model}/invocations"
+
 
 # -- Dagster run tags ---------------------------------------------------------------------------
 

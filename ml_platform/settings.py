@@ -16,6 +16,8 @@ DAGSTER_URL_ENV = "ML_PLATFORM_DAGSTER_URL"
 BUCKET_ENV = "ML_PLATFORM_S3_BUCKET"
 LANDING_PREFIX_ENV = "ML_PLATFORM_LANDING_PREFIX"
 LAKE_PREFIX_ENV = "ML_PLATFORM_LAKE_PREFIX"
+SERVING_ENV = "ML_PLATFORM_SERVING"
+"""k8s: where the chart's model endpoints are (JSON, `serving.cluster.ClusterServing`)."""
 
 PROFILES = ("local", "k8s")
 TRAINERS = ("process", "pod")
@@ -80,3 +82,8 @@ def landing_dir() -> Path:
 
 def lake_dir() -> Path:
     return home() / "lake"
+
+
+def serving_dir() -> Path:
+    """The local endpoint's files: the running `serve`'s address and the downloaded versions."""
+    return home() / "serving"

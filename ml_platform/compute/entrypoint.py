@@ -334,7 +334,7 @@ def run_training(request: TrainingRequest, log: Any = None, *, ctx: DistContext 
         mlflow.log_artifact(str(checkpoints.latest(Path(request.checkpoint_dir))), "checkpoints")
         assert splits.raw_test is not None
         info = log_raw_rows_model(
-            result.model, config, splits.raw_test,
+            result.model, config, splits.raw_test, name=request.model,
             output=request.target if request.task == "regression" else "score",
             pip_requirements=request.pip_requirements,
             metadata={"target": request.target, "task": request.task,

@@ -88,9 +88,10 @@ def default_requirements() -> list[str]:
 
 
 def log_raw_rows_model(network: nn.Module, config: feature_transforms.Config,
-                       raw: pd.DataFrame, *, output: str, pip_requirements: list[str] | None,
-                       metadata: dict[str, Any]) -> ModelInfo:
-    """Log the raw-rows model of `network` to the active MLflow run as `model`.
+                       raw: pd.DataFrame, *, name: str, output: str,
+                       pip_requirements: list[str] | None, metadata: dict[str, Any]) -> ModelInfo:
+    """Log the raw-rows model of `network` to the active MLflow run, named `name` (the
+    model's name: the run's page lists it so).
 
     `raw`: a sample of the raw input columns (the signature's columns and types, the input
     example); `config`: the feature transform's config; `output`: the prediction's name."""
@@ -100,7 +101,7 @@ def log_raw_rows_model(network: nn.Module, config: feature_transforms.Config,
     with tempfile.TemporaryDirectory() as tmp:
         network_path = export_network(network, len(names), Path(tmp) / NETWORK)
         return mlflow.pyfunc.log_model(
-            name="model",
+            name=name,
             python_model=str(SERVED_MODEL),
             artifacts={"network": str(network_path), "feature_code": feature_transforms.__file__},
             model_config=config,

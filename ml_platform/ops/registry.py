@@ -8,15 +8,17 @@ import dagster as dg
 from ml_platform import names
 from ml_platform.ml.training_set import SPLIT_COLUMN
 from ml_platform.names import Tag
-from ml_platform.ops.errors import NotFound
+from ml_platform.ops.errors import NotFound, PlatformError
+from ml_platform.pipeline.history import migrate_legacy_history, rollback_target
 from ml_platform.pipeline.keys import model_key
 from ml_platform.pipeline.model.production import production_metadata
-from ml_platform.pipeline.model.serving import serving_metadata
+from ml_platform.pipeline.model.serving import follow_production
 from ml_platform.records import PromotionRecord
+from ml_platform.serving.endpoint import EndpointError
 from ml_platform.specs import ModelSpec
 from ml_platform.storage.interfaces import LakeStore
 from ml_platform.tracking.mlflow_resource import MlflowTracker
-from ml_platform.tracking.promotion import actor, move_alias, rollback_target, serving_manifest
+from ml_platform.tracking.promotion import actor, move_alias
 from ml_platform.tracking.scoring import compare_with_champion
 
 
@@ -31,10 +33,12 @@ def _reflect(instance: dg.DagsterInstance, tracker: MlflowTracker, lake: LakeSto
         metadata=production_metadata(tracker, record),
         description=f"{record.kind} by {record.triggered_by}: {record.reason}",
     ))
+    try:
+        serving = follow_production(tracker, lake, record.model)
+    except EndpointError as exc:
+        raise PlatformError(f"{record.model}: production is v{record.version}, but {exc}") from exc
     instance.report_runless_asset_event(dg.AssetMaterialization(
-        asset_key=model_key(record.model, "serving"),
-        metadata=serving_metadata(lake, serving_manifest(tracker, record.model)),
-    ))
+        asset_key=model_key(record.model, "serving"), metadata=serving))
 
 
 def require_version(tracker: MlflowTracker, model: str, version: str) -> None:
@@ -78,7 +82,11 @@ def rollback(spec: ModelSpec, to: str | None, reason: str, *, instance: dg.Dagst
     if to is not None:
         require_version(tracker, spec.name, to)
     current = tracker.alias_version(spec.name, names.PRODUCTION_ALIAS)
-    target = to or rollback_target(tracker, spec.name)
+    migrate_legacy_history(instance, tracker, spec.name)
+    try:
+        target = to or rollback_target(instance, spec.name, current)
+    except LookupError as exc:
+        raise PlatformError(f"{exc}: name one with --to") from exc
     record = move_alias(tracker, spec.name, target, expected_current=current, kind="rollback",
                         reason=reason, triggered_by=actor())
     _reflect(instance, tracker, lake, record)

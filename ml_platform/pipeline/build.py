@@ -14,6 +14,7 @@ from ml_platform.pipeline.automation import (
 )
 from ml_platform.pipeline.datasets import dataset_assets
 from ml_platform.pipeline.model import model_assets, pipeline_job
+from ml_platform.pipeline.registry_drift import registry_drift_sensor
 from ml_platform.pipeline.resources import resources_for
 from ml_platform.pipeline.sensors import landing_sensor, retrain_job
 from ml_platform.specs import DatasetSpec, ModelSpec, load_specs
@@ -50,7 +51,7 @@ def build_definitions(specs: Sequence[ModelSpec] | None = None, *,
         asset_checks=checks,
         jobs=[*(pipeline_job(spec) for spec in specs), *(retrain_job(ds) for ds in datasets)],
         sensors=[*(landing_sensor(ds) for ds in datasets), freshness_sensor(checks),
-                 alert_on_run_failure],
+                 *(registry_drift_sensor(spec) for spec in specs), alert_on_run_failure],
         schedules=[daily_schedule(ds) for ds in datasets],
         resources=resources_for(profile, specs),
         # Every step but training is light; training runs in its own process (local) or its own

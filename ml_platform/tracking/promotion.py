@@ -1,8 +1,11 @@
 """Moving `production`: compare-and-set under a registry lock, with a record of every move.
 
-MLflow keeps no alias history and has no compare-and-set, so this module adds both on top of
-the registry alone (no extra database): a lock that is an MLflow registered model (its creation
-is atomic on the server), and one registered-model tag per promotion or rollback.
+MLflow has no compare-and-set, so this module adds it on top of the registry alone (no extra
+database): a lock that is an MLflow registered model (its creation is atomic on the server).
+Each move returns its `PromotionRecord`; the history of moves is the `production` asset's
+materializations in Dagster (`pipeline.history`), which records them. On the registry, the
+version in production carries `ml_platform.promotion_status`, cleared from the one it replaced.
+Earlier releases kept one registered-model tag per move (`legacy_records`, migrated once).
 """
 
 from __future__ import annotations
@@ -73,6 +76,17 @@ def registry_lock(tracker: MlflowTracker, model: str, *, wait_s: float = 10.0) -
             client.delete_registered_model(name)
 
 
+def lock_held(tracker: MlflowTracker, model: str) -> bool:
+    """Whether a move of `model`'s alias is under way (its promotion lock exists)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        tracker.client().get_registered_model(f"{LOCK_PREFIX}{model}")
+    except MlflowException:
+        return False
+    return True
+
+
 def move_alias(tracker: MlflowTracker, model: str, version: str, *, expected_current: str | None,
                kind: str, reason: str, triggered_by: str, metrics: dict[str, float] | None = None,
                gates: str = "", forced: bool = False, dagster_run_id: str = "",
@@ -93,37 +107,40 @@ def move_alias(tracker: MlflowTracker, model: str, version: str, *, expected_cur
             raise PromotionConflict(f"{model}@{alias} is already v{version}")
         client.get_model_version(model, version)  # fails clearly on a version that doesn't exist
         client.set_registered_model_alias(model, alias, version)
-        now = time.time()
         record = PromotionRecord(
             model=model, version=version, previous_version=current or "", kind=kind,
             reason=reason, triggered_by=triggered_by, alias=alias,
-            at=dt.datetime.fromtimestamp(now, dt.UTC).isoformat(), metrics=dict(metrics or {}),
+            at=dt.datetime.now(dt.UTC).isoformat(), metrics=dict(metrics or {}),
             gates=gates, forced=forced, dagster_run_id=dagster_run_id,
         )
-        client.set_registered_model_tag(
-            model, f"{RECORD_TAG_PREFIX}{int(now * 1000):015d}",
-            json.dumps(record.to_metadata(), default=str, separators=(",", ":")),
-        )
-        client.set_model_version_tag(model, version, Tag.PROMOTION_STATUS, f"{alias} ({kind})")
+        mark_status(tracker, record)
     return record
 
 
-def history(tracker: MlflowTracker, model: str) -> list[PromotionRecord]:
-    """Every promotion and rollback of `model`, oldest first."""
+def mark_status(tracker: MlflowTracker, record: PromotionRecord) -> None:
+    """The version now behind the alias says so; the one it replaced no longer does."""
+    from mlflow.exceptions import MlflowException
+
+    client = tracker.client()
+    client.set_model_version_tag(record.model, record.version, Tag.PROMOTION_STATUS,
+                                 f"{record.alias} ({record.kind})")
+    if record.previous_version and record.previous_version != record.version:
+        with contextlib.suppress(MlflowException):  # a deleted version or an absent tag
+            client.delete_model_version_tag(record.model, record.previous_version,
+                                            Tag.PROMOTION_STATUS)
+
+
+def legacy_records(tracker: MlflowTracker, model: str) -> dict[str, PromotionRecord]:
+    """The moves earlier releases recorded as registered-model tags, by tag name, oldest first."""
     tags = tracker.client().get_registered_model(model).tags
-    records = [json.loads(v) for k, v in sorted(tags.items()) if k.startswith(RECORD_TAG_PREFIX)]
-    # Records of earlier releases said None for "no previous version".
-    return [PromotionRecord.from_metadata({**r, "previous_version": r.get("previous_version") or ""})
-            for r in records]
+    return {k: PromotionRecord.from_metadata({**(r := json.loads(v)),
+                                              # they said None for "no previous version"
+                                              "previous_version": r.get("previous_version") or ""})
+            for k, v in sorted(tags.items()) if k.startswith(RECORD_TAG_PREFIX)}
 
 
-def rollback_target(tracker: MlflowTracker, model: str) -> str:
-    """The version production pointed at before its current one."""
-    current = tracker.alias_version(model, PRODUCTION)
-    for record in reversed(history(tracker, model)):
-        if record.version == current and record.previous_version:
-            return record.previous_version
-    raise LookupError(f"{model} has no earlier production version to roll back to")
+def drop_legacy_record(tracker: MlflowTracker, model: str, tag: str) -> None:
+    tracker.client().delete_registered_model_tag(model, tag)
 
 
 def serving_manifest(tracker: MlflowTracker, model: str) -> dict[str, Any]:

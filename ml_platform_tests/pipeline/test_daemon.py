@@ -5,8 +5,11 @@ registered and promoted; a corrupt day then fails its blocking check, production
 of a good day and a bad sibling trains on the good day alone; a day that never landed is a
 missing partition (in `ml-platform status` too) until it lands late, when the sensor takes it
 and the model retrains with it; a run whose worker is killed (SIGKILL) is failed by run
-monitoring and its day is taken up again; and the daemon keeps running. The spec is the
-shipped one with fewer epochs and short sensor timings."""
+monitoring and its day is taken up again; and the daemon keeps running. Then, on the versions
+those tests left, with `ml-platform serve` running: the production alias moved with a plain
+`MlflowClient.set_registered_model_alias` is noticed by the registry-drift sensor, recorded in
+the history as external, followed by lineage and by the endpoint, and not reverted. The spec
+is the shipped one with fewer epochs and short sensor timings."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -24,6 +28,7 @@ import dagster as dg
 import psutil
 import pytest
 import yaml
+from mlflow import MlflowClient
 
 from ml_platform.names import RunTag
 from ml_platform.records import TrainingSetRecord
@@ -32,7 +37,7 @@ from ml_platform.simulation.landing import land_days
 from ml_platform.specs.model_spec import SPEC_DIR
 from ml_platform.storage.landing import LandingZone
 from ml_platform.tracking.mlflow_resource import MlflowTracker
-from ml_platform.tracking.server import MlflowServer
+from ml_platform.tracking.server import MlflowServer, free_port
 
 pytestmark = pytest.mark.integration  # starts real servers
 
@@ -42,7 +47,7 @@ MODEL = "listing_price"
 
 
 def _wait(what: str, condition: Callable[[], Any], daemon: dict[str, Any],
-          timeout: float = 240) -> Any:
+          timeout: float = WAIT_S) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if daemon["process"].poll() is not None:
@@ -70,14 +75,19 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, mlflow_server: MlflowServer
            "ML_PLATFORM_SPEC_DIR": str(specs), "MLFLOW_TRACKING_URI": mlflow_server.url}
     saved = {k: os.environ.get(k) for k in ("ML_PLATFORM_HOME", "DAGSTER_HOME")}
     os.environ.update({k: env[k] for k in saved})
+    # Create the instance's SQLite storage here, once: the daemon and its code server, both
+    # starting on an empty DAGSTER_HOME, can otherwise race to stamp its schema twice.
+    instance = dg.DagsterInstance.get()
+    instance.get_runs(limit=1)
     with (home / "daemon.log").open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "dagster._daemon", "run", "-m", "ml_platform.definitions"],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:
-        yield {"home": home, "process": process, "instance": dg.DagsterInstance.get(),
-               "tracker": MlflowTracker(tracking_uri=mlflow_server.url), "spec_dir": specs}
+        yield {"home": home, "process": process, "instance": instance,
+               "tracker": MlflowTracker(tracking_uri=mlflow_server.url), "spec_dir": specs,
+               "env": env}
     finally:
         os.killpg(process.pid, 15)
         process.wait(timeout=60)
@@ -210,3 +220,56 @@ def test_a_missing_day_lands_late_and_a_killed_run_is_taken_up_again(daemon: dic
     assert ok.run_id != run.run_id and killed_day.isoformat() in _trained_days(instance)
     assert not psutil.pid_exists(worker) or psutil.Process(worker).status() == psutil.STATUS_ZOMBIE
     assert process.poll() is None
+
+
+def _answering_version(url: str, body: bytes) -> str | None:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.headers["X-Model-Version"]
+    except OSError:
+        return None
+
+
+def test_an_alias_moved_outside_the_platform_is_followed(daemon: dict[str, Any]) -> None:
+    from ml_platform.ops.lineage import lineage
+    from ml_platform.pipeline.history import production_history
+    from ml_platform.specs import load_specs
+
+    instance, tracker = daemon["instance"], daemon["tracker"]
+    current = tracker.alias_version(MODEL, "production")
+    assert current not in (None, "1"), "needs the versions test_sensor_retrains_... leaves"
+    port = free_port()
+    with (daemon["home"] / "serve.log").open("wb") as log:
+        serve = subprocess.Popen(
+            [sys.executable, "-m", "ml_platform.cli", "serve", "--port", str(port)],
+            env=daemon["env"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/models/{MODEL}/invocations"
+    try:
+        example = (daemon["home"] / "serving" / "models" / MODEL / current /
+                   "serving_input_example.json")
+        _wait("the endpoint", lambda: example.exists() and _answering_version(
+            url, example.read_bytes()) == current, daemon, timeout=WAIT_S)
+
+        MlflowClient(tracker.uri, registry_uri=tracker.uri).set_registered_model_alias(
+            MODEL, "production", "1")  # as a person in the MLflow UI would
+
+        moved = _wait("the external move in the history", lambda: next(
+            (r for r in production_history(instance, MODEL) if r.kind == "external"), None),
+            daemon, timeout=WAIT_S)
+        assert (moved.triggered_by, moved.previous_version, moved.version) == (
+            "external", current, "1")
+        _wait("the endpoint to answer with v1",
+              lambda: _answering_version(url, example.read_bytes()) == "1", daemon, timeout=WAIT_S)
+        (spec,) = load_specs(daemon["spec_dir"])
+        assert lineage(spec, instance, tracker)["version"] == "1"
+        status = tracker.client().get_model_version(MODEL, "1").tags
+        assert status["ml_platform.promotion_status"] == "production (external)"
+        assert "ml_platform.promotion_status" not in tracker.client().get_model_version(
+            MODEL, current).tags
+        time.sleep(5)  # a few more sensor ticks: the platform does not move it back
+        assert tracker.alias_version(MODEL, "production") == "1"
+        assert [r.kind for r in production_history(instance, MODEL)].count("external") == 1
+    finally:
+        os.killpg(serve.pid, 15)
+        serve.wait(timeout=60)

@@ -9,11 +9,12 @@ import json
 
 import pytest
 
+from ml_platform.names import Tag
 from ml_platform.ops.lineage import lineage, trained_on
 from ml_platform.ops.registry import GateRefusal, promote, rollback
+from ml_platform.pipeline.history import production_history
 from ml_platform.pipeline.keys import model_key
 from ml_platform.storage.lake import Lake
-from ml_platform.tracking.promotion import history
 from ml_platform_tests.pipeline.conftest import DAYS, START, Platform, small_spec
 
 
@@ -52,8 +53,19 @@ def test_promote_rollback_history_and_lineage(platform: Platform) -> None:
     assert (reflected["kind"], reflected["version"], reflected["previous_version"]) == (
         "rollback", "1", "2")
 
-    assert [(r.kind, r.version) for r in history(tracker, spec.name)] == [
+    assert [(r.kind, r.version) for r in production_history(instance, spec.name)] == [
         ("promotion", "1"), ("manual promotion", "2"), ("rollback", "1")]
+    status = {v: tracker.client().get_model_version(spec.name, v).tags.get(Tag.PROMOTION_STATUS)
+              for v in ("1", "2")}
+    assert status == {"1": "production (rollback)", "2": None}  # one version claims production
+    v1 = tracker.client().get_model_version(spec.name, "1")
+    assert f"**{spec.name} v1**, trained by Dagster run [{first.run_id[:8]}](" in v1.description
+    assert "Gates: **passed**" in v1.description and "| mae |" in v1.description
+    assert f"{START.isoformat()}.." in v1.description
+    (logged,) = tracker.client().search_logged_models(
+        experiment_ids=[tracker.experiment_id(spec.name)],
+        filter_string=f"source_run_id = '{v1.run_id}'")
+    assert logged.name == spec.name
 
     chain = lineage(spec, instance, tracker)  # after the rollback: v1 again
     assert chain["version"] == "1"

@@ -1,5 +1,6 @@
 """Moving `production` against a real MLflow server: compare-and-set, the registry lock (two
-real processes racing), promotion records, rollback targets and stale-lock recovery. The model
+real processes racing), the promotion status that follows the alias (and nothing else written
+per move), the moves earlier releases kept as tags, and stale-lock recovery. The model
 versions point at tiny run artifacts, not trained models: only the registry is under test."""
 
 from __future__ import annotations
@@ -13,15 +14,16 @@ from collections.abc import Iterator
 import pytest
 from mlflow import MlflowClient
 
+from ml_platform.names import Tag
 from ml_platform.tracking.mlflow_resource import MlflowTracker
 from ml_platform.tracking.promotion import (
     LOCK_PREFIX,
     LOCK_TTL_S,
+    RECORD_TAG_PREFIX,
     PromotionConflict,
-    history,
+    legacy_records,
     move_alias,
     registry_lock,
-    rollback_target,
 )
 from ml_platform.tracking.server import MlflowServer
 
@@ -57,21 +59,38 @@ def test_compare_and_set_refuses_stale_expectation(tracker: MlflowTracker, model
                    triggered_by="test")
 
 
-def test_history_and_rollback_target(tracker: MlflowTracker, model: str) -> None:
-    with pytest.raises(LookupError, match="no earlier production version"):
-        rollback_target(tracker, model)
-    move_alias(tracker, model, "1", expected_current=None, kind="promotion", reason="a",
-               triggered_by="test")
-    move_alias(tracker, model, "3", expected_current="1", kind="promotion", reason="b",
-               triggered_by="test", metrics={"mae": 4.2})
-    assert rollback_target(tracker, model) == "1"
+def _status(tracker: MlflowTracker, model: str) -> dict[str, str | None]:
+    return {v: tracker.client().get_model_version(model, v).tags.get(Tag.PROMOTION_STATUS)
+            for v in ("1", "2", "3")}
+
+
+def test_the_promotion_status_follows_the_alias(tracker: MlflowTracker, model: str) -> None:
+    first = move_alias(tracker, model, "1", expected_current=None, kind="promotion", reason="a",
+                       triggered_by="test")
+    assert (first.previous_version, first.version, first.kind) == ("", "1", "promotion")
+    second = move_alias(tracker, model, "3", expected_current="1", kind="promotion", reason="b",
+                        triggered_by="test", metrics={"mae": 4.2})
+    assert second.metrics == {"mae": 4.2} and second.previous_version == "1"
+    assert _status(tracker, model) == {"1": None, "2": None, "3": "production (promotion)"}
     move_alias(tracker, model, "1", expected_current="3", kind="rollback", reason="c",
                triggered_by="test")
-    records = history(tracker, model)
-    assert [(r.kind, r.previous_version, r.version) for r in records] == [
-        ("promotion", "", "1"), ("promotion", "1", "3"), ("rollback", "3", "1")]
-    assert records[1].metrics == {"mae": 4.2}
+    assert _status(tracker, model) == {"1": "production (rollback)", "2": None, "3": None}
     assert tracker.alias_version(model, "production") == "1"
+    # the history is the caller's to record (Dagster): the registry gains no tag per move
+    assert not [k for k in tracker.client().get_registered_model(model).tags
+                if k.startswith(RECORD_TAG_PREFIX)]
+
+
+def test_moves_recorded_by_earlier_releases_are_read(tracker: MlflowTracker, model: str) -> None:
+    old = {"model": model, "version": "2", "previous_version": None, "kind": "promotion",
+           "reason": "gates passed", "triggered_by": "dagster", "alias": "production",
+           "at": "2026-01-02T03:04:05+00:00", "metrics": {"mae": 5.0}, "gates": "",
+           "forced": False, "dagster_run_id": "abc"}
+    tracker.client().set_registered_model_tag(model, f"{RECORD_TAG_PREFIX}001767323045000",
+                                              json.dumps(old))
+    (tag, record), = legacy_records(tracker, model).items()
+    assert tag == f"{RECORD_TAG_PREFIX}001767323045000"
+    assert (record.version, record.previous_version, record.metrics) == ("2", "", {"mae": 5.0})
 
 
 def test_two_processes_racing_exactly_one_wins(tracker: MlflowTracker, model: str,
@@ -81,6 +100,7 @@ def test_two_processes_racing_exactly_one_wins(tracker: MlflowTracker, model: st
     start_at = time.time() + 4.0  # both processes import, then wait for the same instant
     code = """
 import json, sys, time
+from ml_platform.names import Tag
 from ml_platform.tracking.mlflow_resource import MlflowTracker
 from ml_platform.tracking.promotion import PromotionConflict, move_alias
 uri, model, version, start_at = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
@@ -102,7 +122,8 @@ except PromotionConflict as exc:
     assert "not v1" in loser["why"] or "holds the lock" in loser["why"]
     winner = "2" if outcomes[0]["won"] else "3"
     assert tracker.alias_version(model, "production") == winner
-    assert [r.version for r in history(tracker, model)] == ["1", winner]
+    assert _status(tracker, model)[winner] == "production (promotion)"
+    assert _status(tracker, model)["1"] is None
 
 
 def test_stale_lock_of_a_crashed_holder_is_broken(tracker: MlflowTracker, model: str) -> None:

@@ -236,3 +236,20 @@ storage:
         {{- toYaml . | nindent 8 }}
       {{- end }}
 {{- end -}}
+
+{{/* The serving settings the `serving` step reads ($ML_PLATFORM_SERVING); "" with no model enabled. */}}
+{{- define "mlp.servingSettings" -}}
+{{- $full := include "mlp.fullname" . -}}
+{{- $models := dict -}}
+{{- range $model, $m := .Values.serving.models -}}
+{{- if $m.enabled -}}
+{{- $_ := set $models $model (printf "%s-serve-%s" $full ($model | replace "_" "-") | trunc 63 | trimSuffix "-") -}}
+{{- end -}}
+{{- end -}}
+{{- if $models -}}
+{{- toJson (dict "namespace" .Release.Namespace "target" .Values.serving.target
+     "rollout_timeout_s" .Values.serving.rolloutTimeoutSeconds
+     "artifacts_uri" (printf "s3://%s/%s" .Values.s3.bucket .Values.s3.mlflowArtifactsPrefix)
+     "models" $models) -}}
+{{- end -}}
+{{- end -}}

@@ -12,6 +12,31 @@ from ml_platform.records import EvaluationRecord, RegisteredRecord
 from ml_platform.tracking.mlflow_resource import MlflowTracker
 
 
+def description(model: str, version: str, verdict: EvaluationRecord, tags: dict[str, str],
+                run_url: str) -> str:
+    """The model version's Markdown description: where it comes from and how it was judged."""
+    run_id = tags.get(Tag.DAGSTER_RUN_ID, "")
+    run = f"[{run_id[:8]}]({tags[Tag.DAGSTER_RUN_URL]})" if Tag.DAGSTER_RUN_URL in tags else run_id[:8]
+    champion = verdict.champion_version
+    lines = [
+        f"**{model} v{version}**, trained by Dagster run {run} on the days "
+        f"{tags.get(Tag.DAGSTER_PARTITIONS, '(unknown)')}.",
+        "",
+        f"Gates: **{'passed' if verdict.gates_passed else 'failed'}**: {verdict.gates}",
+        "",
+        f"| test metric | v{version} | {f'champion v{champion}' if champion else 'no champion'} |",
+        "| --- | --- | --- |",
+        *(f"| {name} | {value:.4g} | "
+          f"{'' if name not in verdict.champion_metrics else format(verdict.champion_metrics[name], '.4g')} |"
+          for name, value in sorted(verdict.candidate_metrics.items())),
+        "",
+        f"MLflow run: [{verdict.mlflow_run_id[:8]}]({run_url}) · training set "
+        f"`{tags.get(Tag.TRAINING_SET_HASH, '')[:16]}` · code version "
+        f"`{tags.get(Tag.CODE_VERSION, '')}`",
+    ]
+    return "\n".join(lines)
+
+
 def registered_asset(chain: Chain) -> dg.AssetsDefinition:
     @dg.asset(key=chain.key("registered"), deps=[chain.key("evaluation")], kinds={"mlflow"},
               retry_policy=MLFLOW_RETRY, **chain.group)
@@ -27,6 +52,8 @@ def registered_asset(chain: Chain) -> dg.AssetsDefinition:
                          Tag.GATES_PASSED: str(verdict.record.gates_passed).lower()})
             mv = mlflow.register(chain.name, verdict.record.model_uri, run_id, tags)
             mlflow.set_alias(chain.name, names.CANDIDATE_ALIAS, mv.version)
+            mlflow.client().update_model_version(chain.name, mv.version, description=description(
+                chain.name, str(mv.version), verdict.record, tags, mlflow.run_url(run_id)))
             record = RegisteredRecord(version=str(mv.version), model_uri=f"models:/{chain.name}/{mv.version}",
                                       mlflow_run_id=run_id, gates=verdict.record.gates,
                                       gates_passed=verdict.record.gates_passed)
