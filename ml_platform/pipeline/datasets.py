@@ -124,8 +124,14 @@ def dataset_assets(ds: DatasetSpec) -> list[dg.AssetsDefinition]:
         retry_policy=STORAGE_RETRY,
     )
 
+    kept = (f"the newest {ds.raw_versions_kept} version(s) of each day, and every version a "
+            "registered model was trained on" if ds.raw_versions_kept else "every version")
+
     @dg.asset(
         key=raw_key(ds.name),
+        description=f"Landed files, one per day, copied byte for byte into the lake under their "
+                    f"sha256 (kept: {kept}). An unreadable file is recorded with the reason and "
+                    "left out; the other days of the run go on.",
         kinds={"parquet"},
         freshness_policy=freshness_policy(ds.freshness.warn_hours, ds.freshness.fail_hours),
         **common,

@@ -129,6 +129,8 @@ CASES: dict[str, tuple[ModelSpec, dict[str, Any], Observation]] = {
                                   names.daily_schedule(s.dataset.name)).cron_schedule),
     "dataset.start_date": (LP, {"dataset__start_date": "2025-06-01"},
                            lambda s: asset_spec(s, raw_key(s.dataset.name)).partitions_def.start),
+    "dataset.raw_versions_kept": (LP, {"dataset__raw_versions_kept": 3},
+                                  lambda s: asset_spec(s, raw_key(s.dataset.name)).description),
     "dataset.retry_max_hours": (LP, {"dataset__retry_max_hours": 2}, lambda s: sensor(s).description),
     "dataset.require_previous_day_complete": (
         LP, {"dataset__require_previous_day_complete": True},
