@@ -124,3 +124,45 @@ def test_dev_after_demo_is_all_green_and_launches_nothing(demo_home: DemoHome,
     stale = {key: (n["staleStatus"], n["staleCauses"]) for key, n in nodes.items()
              if n["staleStatus"] != "FRESH" or n["staleCauses"]}
     assert not stale, stale
+
+
+def _job_execute(demo_home: DemoHome, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`dagster job execute -j listing_price_pipeline -m ml_platform.definitions` on the home."""
+    return subprocess.run(
+        [sys.executable, "-m", "dagster", "job", "execute", "-j", "listing_price_pipeline",
+         "-m", "ml_platform.definitions", *args],
+        env={**demo_home.env, "DAGSTER_HOME": str(demo_home.home / "dagster"), **env},
+        capture_output=True, text=True, timeout=600)
+
+
+def _steps_started(demo_home: DemoHome, output: str) -> int:
+    import dagster as dg
+
+    run_id = output.split("Error: Run ")[-1].split()[0] if "Error: Run " in output else None
+    assert run_id, output[-2000:]
+    with dg.DagsterInstance.from_ref(dg.InstanceRef.from_dir(str(demo_home.home / "dagster"))) as inst:
+        records = inst.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_START)
+        return len(records.records)
+
+
+def test_dagster_job_execute_refuses_without_days_then_runs_with_them(demo_home: DemoHome) -> None:
+    from ml_platform.tracking.home_server import home_server
+    from ml_platform_tests.services import env
+
+    refused = _job_execute(demo_home)
+    output = refused.stdout + refused.stderr
+    assert refused.returncode == 1
+    assert ("RunRefused: listing_price_pipeline: bookings/raw, bookings/validated are partitioned "
+            "by day and this run names no day: run `ml-platform ingest`") in output
+    assert _steps_started(demo_home, output) == 0
+
+    # the fix the message names: the days as tags (here the demo's), and an MLflow server
+    tags = output.split("--tags '")[1].split("'")[0]
+    no_server = _job_execute(demo_home, "--tags", tags)
+    output = no_server.stdout + no_server.stderr
+    assert no_server.returncode == 1 and "no MLflow tracking server: set MLFLOW_TRACKING_URI" in output
+    assert _steps_started(demo_home, output) == 0
+    with env(MLFLOW_TRACKING_URI=None), home_server(demo_home.home, port=free_port()) as server:
+        done = _job_execute(demo_home, "--tags", tags, MLFLOW_TRACKING_URI=server.url)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert "RUN_SUCCESS" in done.stdout + done.stderr

@@ -13,6 +13,7 @@ from ml_platform.pipeline.automation import (
     freshness_sensor,
 )
 from ml_platform.pipeline.datasets import dataset_assets
+from ml_platform.pipeline.executor import in_process_executor
 from ml_platform.pipeline.model import model_assets, pipeline_job
 from ml_platform.pipeline.resources import resources_for
 from ml_platform.pipeline.sensors import landing_sensor, retrain_job
@@ -56,5 +57,5 @@ def build_definitions(specs: Sequence[ModelSpec] | None = None, *,
         # Every step but training is light; training runs in its own process (local) or its own
         # GPU pod (k8s: PipesK8sClient from the run pod), so a process or a pod per step would
         # only add start-up time per step. Both profiles execute in process.
-        executor=dg.in_process_executor,
+        executor=in_process_executor,
     )
