@@ -140,7 +140,7 @@ def _steps_started(demo_home: DemoHome, output: str) -> int:
 
     run_id = output.split("Error: Run ")[-1].split()[0] if "Error: Run " in output else None
     assert run_id, output[-2000:]
-    with dg.DagsterInstance.from_ref(dg.InstanceRef.from_dir(str(demo_home.home / "dagster"))) as inst:
+    with dg.DagsterInstance.from_config(str(demo_home.home / "dagster")) as inst:
         records = inst.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_START)
         return len(records.records)
 

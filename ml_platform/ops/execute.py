@@ -11,6 +11,7 @@ import dagster as dg
 
 from ml_platform import names, settings
 from ml_platform.names import RunTag
+from ml_platform.ops.progress import StepProgress
 from ml_platform.pipeline.day_state import day_states, due
 from ml_platform.pipeline.keys import model_key
 from ml_platform.pipeline.partitions import day_partitions
@@ -47,12 +48,14 @@ RETRAIN_STAGES = names.RETRAIN_STAGES
 
 def run_model_pipeline(defs: dg.Definitions, spec: ModelSpec, instance: dg.DagsterInstance,
                        *, force_retrain: bool = False, retrain_only: bool = False,
-                       log_level: str = "INFO") -> dg.ExecuteInProcessResult:
+                       log_level: str = "INFO", progress: StepProgress | None = None
+                       ) -> dg.ExecuteInProcessResult:
     """One run of `<model>_pipeline` in this process: every registered day through serving,
     or with `retrain_only` a forced new training on the current training set and what follows
     (the inner loop after a code change: upstream untouched).
 
     Never raises on step failure: callers read the result (failed checks, skipped steps).
+    `progress`: print its steps there (and Dagster's log only if verbose).
     """
     days = sorted(instance.get_dynamic_partitions(day_partitions(spec.dataset.name).name))
     if not days:
@@ -62,13 +65,17 @@ def run_model_pipeline(defs: dg.Definitions, spec: ModelSpec, instance: dg.Dagst
     tags = {RunTag.TRIGGER: "cli", **_process_tags()}
     if not retrain_only:
         tags |= {RunTag.PARTITION_RANGE_START: days[0], RunTag.PARTITION_RANGE_END: days[-1]}
+    selection = [model_key(spec.name, s) for s in RETRAIN_STAGES] if retrain_only else None
+    loggers: dict[str, Any] = {"console": {"config": {"log_level": log_level}}}
+    if progress is not None:
+        job, loggers = progress.attach(job, loggers, selection)
     return job.execute_in_process(
         instance=instance,
         tags=tags,
-        asset_selection=[model_key(spec.name, s) for s in RETRAIN_STAGES] if retrain_only else None,
+        asset_selection=selection,
         run_config={
             "ops": {trained: {"config": {"force": force_retrain or retrain_only}}},
-            "loggers": {"console": {"config": {"log_level": log_level}}},
+            "loggers": loggers,
         },
         raise_on_error=False,
     )
@@ -115,9 +122,10 @@ def _process_tags() -> dict[str, str]:
 
 
 def ingest(defs: dg.Definitions, dataset: str, instance: dg.DagsterInstance,
-           landing: LandingStore) -> dict[str, Any]:
+           landing: LandingStore, progress: StepProgress | None = None) -> dict[str, Any]:
     """The landing sensor's work, once and synchronously: register landed days, validate the
-    due ones and retrain, gate and promote every model downstream. Returns what happened."""
+    due ones and retrain, gate and promote every model downstream. Returns what happened.
+    `progress`: print its steps there."""
     register_landed_days(instance, landing, dataset)
     repaired = fail_dead_runs(instance)
     states = day_states(instance, dataset, landing.listing(dataset))
@@ -130,10 +138,14 @@ def ingest(defs: dg.Definitions, dataset: str, instance: dg.DagsterInstance,
     if not days:
         return {**report, "success": True, "note": "nothing new in the landing zone"}
     ordered = instance.get_dynamic_partitions(day_partitions(dataset).name)
-    result = defs.resolve_job_def(names.retrain_job(dataset)).execute_in_process(
+    job = defs.resolve_job_def(names.retrain_job(dataset))
+    loggers: dict[str, Any] = {"console": {"config": {"log_level": "WARNING"}}}
+    if progress is not None:
+        job, loggers = progress.attach(job, loggers)
+    result = job.execute_in_process(
         instance=instance, raise_on_error=False,
         tags={**partition_range_tags(ordered, days), RunTag.TRIGGER: "ingest", **_process_tags()},
-        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        run_config={"loggers": loggers},
     )
     materialized = sorted({e.asset_key.to_user_string()
                            for e in result.get_asset_materialization_events()})

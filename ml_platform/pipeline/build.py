@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import dagster as dg
@@ -41,10 +42,15 @@ def build_definitions(specs: Sequence[ModelSpec] | None = None, *,
     specs = list(specs) if specs is not None else load_specs()
     datasets = list(datasets_of(specs).values())
     assets: list[dg.AssetsDefinition] = []
-    for ds in datasets:
-        assets += dataset_assets(ds)
-    for spec in specs:
-        assets += model_assets(spec)
+    with warnings.catch_warnings():
+        # Dagster flags its beta parameters (`backfill_policy`) each time an asset is defined,
+        # in every process that loads the code location: chosen on purpose, said here once.
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        for ds in datasets:
+            assets += dataset_assets(ds)
+        for spec in specs:
+            assets += model_assets(spec)
     checks = freshness_checks(specs, datasets)
     return dg.Definitions(
         assets=assets,
