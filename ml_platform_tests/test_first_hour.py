@@ -9,6 +9,7 @@ two intervals pass in seconds)."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -95,7 +96,7 @@ def _sensor_ticks(url: str) -> dict[str, list[str]]:
 
 def test_dev_after_demo_is_all_green_and_launches_nothing(demo_home: DemoHome,
                                                           dev: tuple[str, Path]) -> None:
-    url, _log = dev
+    url, log = dev
     runs_before = {r["runId"] for r in graphql(url, RUNS)["runsOrError"]["results"]}
     assert len(runs_before) == 2  # the demo's run of each model
 
@@ -124,6 +125,25 @@ def test_dev_after_demo_is_all_green_and_launches_nothing(demo_home: DemoHome,
     stale = {key: (n["staleStatus"], n["staleCauses"]) for key, n in nodes.items()
              if n["staleStatus"] != "FRESH" or n["staleCauses"]}
     assert not stale, stale
+
+    # the processes `dev` started (webserver, daemon, code servers) say nothing of Dagster's betas
+    text = log.read_text()
+    assert not [w for w in ("BetaWarning", "PreviewWarning", "SupersessionWarning") if w in text]
+
+
+STEP_LINE = re.compile(r"^  (\S.*?) +(ok|passed|no change|skipped|not run|FAILED|\d+ FAILED) +"
+                       r"(\d+\.\ds|-)(  .*)?$")
+
+
+def test_demo_prints_one_line_per_step_and_no_library_log(demo_home: DemoHome) -> None:
+    out, err = demo_home.demo.stdout, demo_home.demo.stderr
+    steps = [m.group(1, 2) for m in map(STEP_LINE.match, out.splitlines()) if m]
+    for model in EPOCHS:
+        assert (f"{model}/trained", "ok") in steps, out
+        assert (f"{model}/evaluation", "passed") in steps, out
+    for noise in ("dagster - ", "Waiting up to", "Warning", "Traceback", "INFO mlflow"):
+        assert noise not in out + err, noise
+    assert out.rstrip().splitlines()[-1].startswith("demo finished in ")
 
 
 def _job_execute(demo_home: DemoHome, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
