@@ -127,8 +127,9 @@ def test_dev_after_demo_is_all_green_and_launches_nothing(demo_home: DemoHome,
     assert not stale, stale
 
     # the processes `dev` started (webserver, daemon, code servers) say nothing of Dagster's betas
-    text = log.read_text()
-    assert not [w for w in ("BetaWarning", "PreviewWarning", "SupersessionWarning") if w in text]
+    warned = [line for line in log.read_text().splitlines()
+              if any(w in line for w in ("BetaWarning", "PreviewWarning", "SupersessionWarning"))]
+    assert not warned, warned
 
 
 STEP_LINE = re.compile(r"^  (\S.*?) +(ok|passed|no change|skipped|not run|FAILED|\d+ FAILED) +"
