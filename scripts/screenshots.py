@@ -29,7 +29,7 @@ CHROMIUM_FLAGS = [
 
 class Browser:
     def __init__(self, port: int = 9333) -> None:
-        self.profile = tempfile.TemporaryDirectory()
+        self.profile = tempfile.TemporaryDirectory(ignore_cleanup_errors=True)  # Chromium may still write
         self.process = subprocess.Popen(
             ["chromium", *CHROMIUM_FLAGS, f"--remote-debugging-port={port}",
              f"--user-data-dir={self.profile.name}", "about:blank"],
@@ -72,6 +72,18 @@ class Browser:
         self.profile.cleanup()
 
 
+LINEAGE_WIDTH = 2800
+
+
+def _wait_for_graph(browser: Browser, node: str, timeout_s: float) -> None:
+    """Until the graph shows `node` and no node still says "Loading" (each loads its status)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not browser.js(
+            f"document.body.innerText.includes({json.dumps(node)})"
+            " && !document.body.innerText.includes('Loading')"):
+        time.sleep(1)
+
+
 def _click_text(browser: Browser, text: str) -> None:
     browser.js(f"""[...document.querySelectorAll('button')]
         .filter(b => b.textContent.trim() === {json.dumps(text)}).forEach(b => b.click())""")
@@ -88,11 +100,17 @@ def main() -> None:
     browser = Browser()
     try:
         browser.call("Page.enable")
+        # The chain is nine assets wide: on a wide page the graph draws each node in full (latest
+        # materialization, checks, partitions, automation) instead of a bare name.
+        browser.call("Emulation.setDeviceMetricsOverride", width=LINEAGE_WIDTH, height=800,
+                     deviceScaleFactor=1, mobile=False)
         browser.open(f"{args.dagster}/assets/{args.model}/serving?view=lineage"
                      "&lineageScope=upstream&lineageDepth=12", settle_s=6)
         _click_text(browser, "Skip")  # the first-visit newsletter dialog
-        time.sleep(3)
+        _wait_for_graph(browser, "training_set", timeout_s=180)
+        time.sleep(2)
         browser.shot(args.out / "dagster_lineage.png")
+        browser.call("Emulation.clearDeviceMetricsOverride")
 
         with urllib.request.urlopen(
             f"{args.mlflow}/api/2.0/mlflow/registered-models/alias"

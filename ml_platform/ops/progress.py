@@ -97,7 +97,7 @@ class StepProgress:
         if kind == dg.DagsterEventType.STEP_START:
             self._started[step] = time.monotonic()
             if self._bar is not None:
-                self._bar.update(self._task, description=_label(step, [], []))
+                self._bar.update(self._task, description=_label(step, []))
         elif kind == dg.DagsterEventType.ASSET_MATERIALIZATION and event.asset_key is not None:
             self._assets[step].append(event.asset_key.to_user_string())
         elif kind == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
@@ -132,7 +132,7 @@ class StepProgress:
         failed = [name for name, passed in checks if not passed]
         if checks and status == "ok":
             status = f"{len(failed)} FAILED" if failed else "passed"
-        label = _label(step, self._assets.pop(step, []), checks)
+        label = _label(step, self._assets.pop(step, []))
         line = f"  {label:<40} {status:<10} {seconds}"
         if failed:
             detail = detail or ", ".join(failed)
@@ -147,16 +147,13 @@ class StepProgress:
             print(line, file=self.stream, flush=True)
 
 
-def _label(step: str, assets: list[str], checks: list[tuple[str, bool]]) -> str:
-    """What a step is, in the words of the UI: its assets, or the checks it ran."""
+def _label(step: str, assets: list[str]) -> str:
+    """What a step is, in the words of the UI: its assets, or its name."""
     if assets:
         # a partitioned asset has one materialization per day of the run
         days = {a: assets.count(a) for a in assets}
         return ", ".join(a + (f" ({n} days)" if n > 1 else "") for a, n in days.items())
-    if checks:
-        keys = sorted({name.split(":")[0] for name, _ in checks})
-        check_names = sorted({name.split(":")[1] for name, _ in checks})
-        return f"{'/'.join(check_names)} of {', '.join(keys)}"
+    # a step of checks alone is named for them (e.g. `bookings_freshness`)
     return step.replace("__", "/")
 
 
