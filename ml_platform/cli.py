@@ -89,6 +89,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_dev(args: argparse.Namespace) -> int:
     from ml_platform.ops.execute import prepare_dagster_home
     from ml_platform.ops.platform import mlflow_server, require_local
+    from ml_platform.ops.process_guard import guarded_command
 
     require_local("dev")
     home = prepare_dagster_home()
@@ -96,11 +97,13 @@ def cmd_dev(args: argparse.Namespace) -> int:
         server.wait_ready()
         env = {**os.environ, settings.DAGSTER_HOME_ENV: str(home)}
         print(f"MLflow UI:  {env[settings.TRACKING_URI_ENV]}\nDagster UI: http://127.0.0.1:{args.port}")
+        # under a guard that stops it if this command dies, even by SIGKILL
         dagster = subprocess.Popen(
             # `dagster dev` warns that it is superseded by `dg dev`, a tool not installed here
-            [sys.executable, "-W", "ignore:Function `dev_command` is superseded:FutureWarning",
-             "-m", "dagster", "dev", "-m", "ml_platform.definitions",
-             "-h", "127.0.0.1", "-p", str(args.port)],
+            guarded_command([sys.executable, "-W",
+                             "ignore:Function `dev_command` is superseded:FutureWarning",
+                             "-m", "dagster", "dev", "-m", "ml_platform.definitions",
+                             "-h", "127.0.0.1", "-p", str(args.port)]),
             env=env,
             start_new_session=True,  # its own process group, so shutdown reaches every child
         )
@@ -164,18 +167,19 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     # with --json, stdout is the report alone: the steps go to stderr
     progress = StepProgress(sys.stderr if args.json else sys.stdout, verbose=args.verbose)
     with open_platform(args.mlflow_port) as p:
-        datasets = [args.dataset] if args.dataset else p.dataset_names()
+        datasets = [d for d in p.datasets() if args.dataset in (None, d.name)]
         defs = build_definitions(p.specs, profile=p.profile)
         reports = []
         for d in datasets:
-            with progress.running(d):
+            with progress.running(d.name):
                 reports.append(ingest(defs, d, p.instance, p.landing, progress=progress))
     if args.json:
         print(json.dumps(reports, indent=2, default=str))
     else:
         for r in reports:
             status = "ok" if r["success"] else "FAILED"
-            print(f"{r['dataset']}: {len(r['days'])} day(s) due, run {r['run_id']} {status}"
+            runs = ", ".join(r["run_ids"])
+            print(f"{r['dataset']}: {len(r['days'])} day(s) due, run {runs} {status}"
                   if r["run_id"] else f"{r['dataset']}: {r['note']}")
             for c in r.get("failed_checks", []):
                 print(f"  check {c['asset']}:{c['check']} [{c['severity']}] {c['description']}")

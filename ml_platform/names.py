@@ -46,8 +46,9 @@ def retrain_job(dataset: str) -> str:
     return f"{dataset}_retrain"
 
 
-def day_partitions(dataset: str) -> str:
-    """The partitions definition of `dataset`'s days."""
+def legacy_day_partitions(dataset: str) -> str:
+    """The dynamic partitions of `dataset`'s days in homes made before days were daily
+    partitions (`ops.migrations`)."""
     return f"{dataset}_days"
 
 
@@ -67,8 +68,14 @@ TRAINING_POOL: Final = "training"
 
 # -- lake keys ----------------------------------------------------------------------------------
 
-def raw_lake_key(dataset: str, day: str) -> str:
-    return f"{dataset}/raw/{day}.parquet"
+def raw_versions_prefix(dataset: str, day: str) -> str:
+    """The folder of every version of a day's landed file the lake keeps."""
+    return f"{dataset}/raw/{day}/"
+
+
+def raw_lake_key(dataset: str, day: str, sha256: str) -> str:
+    """Content-addressed: a re-landed day adds a version, never overwrites one."""
+    return f"{raw_versions_prefix(dataset, day)}{sha256}.parquet"
 
 
 def validated_lake_key(dataset: str, day: str) -> str:

@@ -59,6 +59,8 @@ class FeaturesRecord(StageRecord):
     content_hash: str
     partitions: list[str]
     skipped_partitions: list[str] = field(default_factory=list)
+    sources: dict[str, str] = field(default_factory=dict)
+    """`{day: sha256 of the landed file its validated table came from}`."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,8 @@ class TrainingSetRecord(StageRecord):
     training_set_hash: str
     features_hash: str
     partitions: list[str]
+    sources: dict[str, str] = field(default_factory=dict)
+    """`{day: sha256 of the landed file}`: the exact bytes, kept in the lake (lineage)."""
     rows_train: int = 0
     rows_valid: int = 0
     rows_test: int = 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ml_platform.ops.execute import fail_dead_runs, register_landed_days, run_model_pipeline
+from ml_platform.ops.execute import fail_dead_runs, run_model_pipeline
 from ml_platform.ops.lineage import lineage, render
 from ml_platform.ops.platform import Platform
 from ml_platform.ops.progress import StepProgress
@@ -24,14 +24,13 @@ def run_demo(p: Platform, *, days: int, models: list[str] | None, retrain: bool,
         landed = land_days(p.landing, ds, default_start(days), days)
         print(f"{ds.name}: {sum(x.written for x in landed)} day(s) landed, "
               f"{sum(not x.written for x in landed)} already there")
-        register_landed_days(p.instance, p.landing, ds.name)
     defs = build_definitions(specs, profile=p.profile)
     failures = 0
     for spec in specs:
         trained_before = p.instance.get_latest_materialization_event(
             model_key(spec.name, "training_set")) is not None
         with progress.running(f"\n{spec.name}"):
-            result = run_model_pipeline(defs, spec, p.instance, progress=progress,
+            result = run_model_pipeline(defs, spec, p.instance, p.landing, progress=progress,
                                         retrain_only=retrain and trained_before)
         if not result.success:
             failures += 1

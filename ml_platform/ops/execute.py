@@ -8,15 +8,17 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from dagster_shared.error import SerializableErrorInfo
 
 from ml_platform import names, settings
 from ml_platform.names import RunTag
 from ml_platform.ops.progress import StepProgress
 from ml_platform.pipeline.day_state import day_states, due
-from ml_platform.pipeline.keys import model_key
-from ml_platform.pipeline.partitions import day_partitions
-from ml_platform.pipeline.sensors import partition_range_tags
-from ml_platform.specs import ModelSpec
+from ml_platform.pipeline.keys import model_key, raw_key, validated_key
+from ml_platform.pipeline.partitions import day_ranges, landed
+from ml_platform.pipeline.run_worker import process_alive
+from ml_platform.pipeline.sensors import range_tags
+from ml_platform.specs import DatasetSpec, ModelSpec
 from ml_platform.storage.interfaces import LandingStore
 
 
@@ -32,75 +34,59 @@ def prepare_dagster_home(profile: str | None = None) -> Path:
     return home
 
 
-def register_landed_days(instance: dg.DagsterInstance, landing: LandingStore,
-                         dataset: str) -> list[str]:
-    """Add a partition for every landed day not yet registered; returns the new ones."""
-    name = day_partitions(dataset).name
-    known = set(instance.get_dynamic_partitions(name))
-    new = [d for d in landing.days(dataset) if d not in known]
-    if new:
-        instance.add_dynamic_partitions(name, new)
-    return new
-
-
 RETRAIN_STAGES = names.RETRAIN_STAGES
 
 
 def run_model_pipeline(defs: dg.Definitions, spec: ModelSpec, instance: dg.DagsterInstance,
-                       *, force_retrain: bool = False, retrain_only: bool = False,
-                       log_level: str = "INFO", progress: StepProgress | None = None
-                       ) -> dg.ExecuteInProcessResult:
-    """One run of `<model>_pipeline` in this process: every registered day through serving,
-    or with `retrain_only` a forced new training on the current training set and what follows
-    (the inner loop after a code change: upstream untouched).
+                       landing: LandingStore, *, force_retrain: bool = False,
+                       retrain_only: bool = False, log_level: str = "INFO",
+                       progress: StepProgress | None = None) -> dg.ExecuteInProcessResult:
+    """One run of `<model>_pipeline` in this process: every landed day through serving, or
+    with `retrain_only` a forced new training on the current training set and what follows
+    (the inner loop after a code change: upstream untouched). Landed days with gaps between
+    them are copied and validated range by range first, so the training sees them all.
 
     Never raises on step failure: callers read the result (failed checks, skipped steps).
     `progress`: print its steps there (and Dagster's log only if verbose).
     """
-    days = sorted(instance.get_dynamic_partitions(day_partitions(spec.dataset.name).name))
+    days = list(landed(landing, spec.dataset).days)
     if not days:
         raise ValueError(f"no landed days of {spec.dataset.name}: run `ml-platform simulate` first")
     job = defs.resolve_job_def(names.pipeline_job(spec.name))
     trained = model_key(spec.name, "trained").to_python_identifier()
     tags = {RunTag.TRIGGER: "cli", **_process_tags()}
-    if not retrain_only:
-        tags |= {RunTag.PARTITION_RANGE_START: days[0], RunTag.PARTITION_RANGE_END: days[-1]}
-    selection = [model_key(spec.name, s) for s in RETRAIN_STAGES] if retrain_only else None
-    loggers: dict[str, Any] = {"console": {"config": {"log_level": log_level}}}
-    if progress is not None:
-        job, loggers = progress.attach(job, loggers, selection)
-    return job.execute_in_process(
-        instance=instance,
-        tags=tags,
-        asset_selection=selection,
-        run_config={
-            "ops": {trained: {"config": {"force": force_retrain or retrain_only}}},
-            "loggers": loggers,
-        },
-        raise_on_error=False,
-    )
+    console = {"console": {"config": {"log_level": log_level}}}
+    if retrain_only:
+        selection = [model_key(spec.name, s) for s in RETRAIN_STAGES]
+        run_job, loggers = _with_progress(job, console, progress, selection)
+        return run_job.execute_in_process(
+            instance=instance, tags=tags, raise_on_error=False, asset_selection=selection,
+            run_config={"ops": {trained: {"config": {"force": True}}}, "loggers": loggers})
+    *earlier, last = day_ranges(days)
+    for first, end in earlier:
+        selection = [raw_key(spec.dataset.name), validated_key(spec.dataset.name)]
+        run_job, loggers = _with_progress(job, console, progress, selection)
+        run_job.execute_in_process(
+            instance=instance, tags={**tags, **range_tags(first, end)}, raise_on_error=False,
+            asset_selection=selection, run_config={"loggers": loggers})
+    run_job, loggers = _with_progress(job, console, progress)
+    return run_job.execute_in_process(
+        instance=instance, tags={**tags, **range_tags(*last)}, raise_on_error=False,
+        run_config={"ops": {trained: {"config": {"force": force_retrain}}}, "loggers": loggers})
 
 
-def due_days(instance: dg.DagsterInstance, landing: LandingStore, dataset: str) -> list[str]:
-    """Landed days never ingested, landed again since they were, or ingested by a run that
-    failed or was killed (see `pipeline.day_state`)."""
-    return due(day_states(instance, dataset, landing.listing(dataset)))
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _with_progress(job: dg.JobDefinition, loggers: dict[str, Any], progress: StepProgress | None,
+                   selection: list[dg.AssetKey] | None = None
+                   ) -> tuple[dg.JobDefinition, dict[str, Any]]:
+    """`job` and its run config's loggers, with `progress` attached when given."""
+    return (job, loggers) if progress is None else progress.attach(job, loggers, selection)
 
 
 def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
-    """Mark failed the runs a command of this machine started in process and left STARTED when
-    it died (killed, out of memory): their days become due again. Returns their run ids. (The
-    daemon's run monitoring does the same for the runs it launched.)"""
+    """Mark failed the runs of this machine left STARTED by a process that died (a command's
+    own process, or a launched run's worker: killed, out of memory): their days become due
+    again. Returns their run ids. (The daemon's run monitoring does the same for the runs it
+    launched, `pipeline.run_worker`.)"""
     host = socket.gethostname()
     dead = []
     records = instance.get_runs(dg.RunsFilter(
@@ -108,7 +94,7 @@ def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
         tags={RunTag.HOST: host}))
     for run in records:
         pid = run.tags.get(RunTag.PID, "")
-        if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
             instance.report_run_failed(run, f"the process that ran it ({host}:{pid}) is gone")
             # its claim on the `training` pool would otherwise hold the next training forever
             instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
@@ -116,58 +102,74 @@ def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
     return dead
 
 
+def step_error(error: SerializableErrorInfo) -> str:
+    """A failed step's error as people should read it first: for a step whose retries ran out,
+    the last attempt's own error (which names, say, the tracking server) rather than Dagster's
+    "Exceeded max_retries"."""
+    while error.message.startswith("Exceeded max_retries") and error.cause is not None:
+        error = error.cause
+    return error.message.strip()
+
+
 def _process_tags() -> dict[str, str]:
     """Tags naming this process, so a later command can tell whether its runs are orphans."""
     return {RunTag.HOST: socket.gethostname(), RunTag.PID: str(os.getpid())}
 
 
-def ingest(defs: dg.Definitions, dataset: str, instance: dg.DagsterInstance,
+def ingest(defs: dg.Definitions, ds: DatasetSpec, instance: dg.DagsterInstance,
            landing: LandingStore, progress: StepProgress | None = None) -> dict[str, Any]:
-    """The landing sensor's work, once and synchronously: register landed days, validate the
-    due ones and retrain, gate and promote every model downstream. Returns what happened.
-    `progress`: print its steps there."""
-    register_landed_days(instance, landing, dataset)
+    """The landing sensor's work, once and synchronously: validate the due days of `ds` and
+    retrain, gate and promote every model downstream, one run per range of consecutive due
+    days. Returns what happened. `progress`: print its steps there."""
     repaired = fail_dead_runs(instance)
-    states = day_states(instance, dataset, landing.listing(dataset))
+    listing = landed(landing, ds)
+    states = day_states(instance, ds.name, listing.mtimes)
     days = due(states)
     report: dict[str, Any] = {
-        "dataset": dataset, "days": days, "run_id": None, "repaired_runs": repaired,
+        "dataset": ds.name, "days": days, "run_id": None, "run_ids": [],
+        "repaired_runs": repaired,
+        "in_flight": {s.day: s.run_id for s in states if s.state == "in_flight"},
         "rejected_days": {s.day: s.reason for s in states if s.state == "rejected"},
-        "ignored": [str(i) for i in landing.scan(dataset).ignored],
+        "ignored": [str(i) for i in listing.ignored],
     }
     if not days:
-        return {**report, "success": True, "note": "nothing new in the landing zone"}
-    ordered = instance.get_dynamic_partitions(day_partitions(dataset).name)
-    job = defs.resolve_job_def(names.retrain_job(dataset))
-    loggers: dict[str, Any] = {"console": {"config": {"log_level": "WARNING"}}}
-    if progress is not None:
-        job, loggers = progress.attach(job, loggers)
-    result = job.execute_in_process(
-        instance=instance, raise_on_error=False,
-        tags={**partition_range_tags(ordered, days), RunTag.TRIGGER: "ingest", **_process_tags()},
-        run_config={"loggers": loggers},
-    )
-    materialized = sorted({e.asset_key.to_user_string()
-                           for e in result.get_asset_materialization_events()})
+        note = ("nothing new in the landing zone" if not report["in_flight"] else
+                "nothing new: the due days are in flight in another run")
+        return {**report, "success": True, "note": note}
+    job, loggers = _with_progress(defs.resolve_job_def(names.retrain_job(ds.name)),
+                                  {"console": {"config": {"log_level": "WARNING"}}}, progress)
+    results = [
+        job.execute_in_process(
+            instance=instance, raise_on_error=False,
+            tags={**range_tags(first, last), RunTag.TRIGGER: "ingest",
+                  RunTag.DAYS: ",".join(d for d in days if first <= d <= last)[:4000],
+                  **_process_tags()},
+            run_config={"loggers": loggers},
+        )
+        for first, last in day_ranges(days)
+    ]
+    events = [e for r in results for e in r.get_asset_materialization_events()]
     promoted = [
         {"model": e.asset_key.path[0],
          **{k: getattr(v, "value", v) for k, v in e.materialization.metadata.items()
             if k in ("version", "previous_version", "reason")}}
-        for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == "production"
+        for e in events if e.asset_key.path[-1] == "production"
     ]
     return {
         **report,
-        "run_id": result.run_id,
-        "success": result.success,
-        "materialized": materialized,
+        "run_id": results[-1].run_id,
+        "run_ids": [r.run_id for r in results],
+        "success": all(r.success for r in results),
+        "materialized": sorted({e.asset_key.to_user_string() for e in events}),
         "failed_checks": [
             {"asset": e.asset_key.to_user_string(), "check": e.check_name,
              "severity": e.severity.value, "description": e.description}
-            for e in result.get_asset_check_evaluations() if not e.passed
+            for r in results for e in r.get_asset_check_evaluations() if not e.passed
         ],
         "failed_steps": [
-            {"step": e.step_key, "error": e.step_failure_data.error.message.strip()}
-            for e in result.all_events if e.is_step_failure and e.step_failure_data.error
+            {"step": e.step_key, "error": step_error(e.step_failure_data.error)}
+            for r in results for e in r.all_events
+            if e.is_step_failure and e.step_failure_data.error
         ],
         "promoted": promoted,
     }

@@ -31,25 +31,33 @@ def _materialization_metadata(instance: dg.DagsterInstance, key: dg.AssetKey,
     return next((m for m in found if m["dagster_run_id"] == run_id), found[0] if found else None)
 
 
-def _landed_files(instance: dg.DagsterInstance, dataset: str,
-                  partitions: list[str]) -> list[dict[str, Any]]:
-    """The latest landed file of each partition, from `raw`'s materializations."""
+def _landed_files(instance: dg.DagsterInstance, dataset: str, partitions: list[str],
+                  sources: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """The landed file of each partition: the version with the sha256 in `sources` (what a
+    training set was built from, recorded with it) or, without one, the latest landing, from
+    `raw`'s materializations. `lake_key` is where the lake keeps those exact bytes."""
     if not partitions:
         return []
+    sources = sources or {}
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=raw_key(dataset), asset_partitions=partitions),
-        limit=len(partitions) * 4,
+        limit=len(partitions) * 20,
     ).records
     files: dict[str, dict[str, Any]] = {}
-    for record in records:  # newest first: the first record of a day is its latest landing
+    for record in records:  # newest first: the first match of a day is its latest landing
         day = record.partition_key
         landed = record.asset_materialization.metadata.get("landed_files")
         if day in files or landed is None or day not in landed.value:
             continue
         info = landed.value[day]
+        if sources.get(day) and info.get("sha256") != sources[day]:
+            continue  # another version of the day's file
         files[day] = {"partition": day, "file": info.get("file"), "sha256": info.get("sha256"),
-                      "rows": info.get("rows"), "materialized_at": record.timestamp,
-                      "dagster_run_id": record.run_id}
+                      "rows": info.get("rows"), "lake_key": info.get("lake_key"),
+                      "materialized_at": record.timestamp, "dagster_run_id": record.run_id}
+    for day, sha in sources.items():  # copied before this release recorded lake keys
+        files.setdefault(day, {"partition": day, "file": None, "sha256": sha, "rows": None,
+                               "lake_key": names.raw_lake_key(dataset, day, sha)})
     return [files[d] for d in sorted(files)]
 
 
@@ -98,7 +106,8 @@ def lineage(spec: ModelSpec, instance: dg.DagsterInstance, tracker: MlflowTracke
         "features": {"hash": features_hash, "dagster_run_id": features.get("dagster_run_id"),
                      "materialized_at": features.get("timestamp")},
         "partitions": partitions,
-        "raw_files": _landed_files(instance, spec.dataset.name, partitions),
+        "raw_files": _landed_files(instance, spec.dataset.name, partitions,
+                                   dict(training_set.get("sources") or {})),
     }
 
 
@@ -142,7 +151,8 @@ def render(chain: dict[str, Any]) -> str:
         f"  (Dagster run {chain['features']['dagster_run_id']})",
         f"  -> raw partitions {span}",
     ]
-    lines += [f"       {f['partition']}  {f['file']}  ({f['rows']} rows)" for f in chain["raw_files"][:3]]
+    lines += [f"       {f['partition']}  {f['file']}  sha256 {(f['sha256'] or '?')[:12]}"
+              f"  ({f['rows']} rows)" for f in chain["raw_files"][:3]]
     if len(chain["raw_files"]) > 3:
         lines.append(f"       ... {len(chain['raw_files']) - 3} more")
     return "\n".join(lines)

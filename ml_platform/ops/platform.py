@@ -14,8 +14,9 @@ import dagster as dg
 from ml_platform import settings
 from ml_platform.ops.errors import PlatformError, UsageError
 from ml_platform.ops.execute import prepare_dagster_home
+from ml_platform.ops.migrations import migrate_day_partitions
 from ml_platform.pipeline.resources import initialized, resources_for
-from ml_platform.specs import ModelSpec, load_specs
+from ml_platform.specs import DatasetSpec, ModelSpec, load_specs
 from ml_platform.storage.interfaces import LakeStore, LandingStore
 from ml_platform.tracking.home_server import HomeServer, ServerUnavailable, home_server
 from ml_platform.tracking.mlflow_resource import MlflowTracker
@@ -36,8 +37,9 @@ class Platform:
     def spec(self, model: str) -> ModelSpec:
         return require_model(self.specs, model)
 
-    def dataset_names(self) -> list[str]:
-        return sorted({s.dataset.name for s in self.specs})
+    def datasets(self) -> list[DatasetSpec]:
+        """The datasets of the loaded specs, by name."""
+        return sorted({s.dataset.name: s.dataset for s in self.specs}.values(), key=lambda d: d.name)
 
 
 def require_model(specs: list[ModelSpec], model: str) -> ModelSpec:
@@ -105,6 +107,9 @@ def open_platform(mlflow_port: int = 5000, *, mlflow: bool = True,
         except Exception as exc:  # the instance's storage is down or misconfigured
             raise PlatformError(f"the Dagster instance of {settings.dagster_home()} cannot be "
                                 f"opened: {str(exc).strip().splitlines()[0]}") from exc
+        datasets = {s.dataset.name: s.dataset for s in specs}.values()
+        for dataset in migrate_day_partitions(instance, datasets):
+            print(f"{dataset}: days migrated to daily partitions", file=sys.stderr)
         yield Platform(profile, specs, instance, resources["landing"], resources["lake"],
                        resources["mlflow"])
 

@@ -8,16 +8,18 @@ from typing import Any
 from ml_platform.ops.platform import Platform
 from ml_platform.pipeline.day_state import day_states
 from ml_platform.pipeline.keys import model_key
+from ml_platform.pipeline.partitions import landed, missing_days
 from ml_platform.records import RecordError, TrainingSetRecord
 
 
 def platform_status(p: Platform) -> dict[str, Any]:
     datasets: dict[str, Any] = {}
-    for dataset in p.dataset_names():
-        listing = p.landing.scan(dataset)
-        states = day_states(p.instance, dataset, listing.mtimes)
-        datasets[dataset] = {
+    for ds in p.datasets():
+        listing = landed(p.landing, ds)
+        states = day_states(p.instance, ds.name, listing.mtimes)
+        datasets[ds.name] = {
             "landed": len(states),
+            "missing": missing_days(list(listing.days)),
             "done": sum(s.state == "done" for s in states),
             "due": {s.day: s.reason for s in states if s.state == "due"},
             "in_flight": {s.day: s.run_id for s in states if s.state == "in_flight"},
@@ -42,7 +44,9 @@ def render_status(status: dict[str, Any]) -> str:
     lines = []
     for dataset, d in status["datasets"].items():
         lines.append(f"{dataset}: {d['landed']} day(s) landed, {d['done']} done, {len(d['due'])} due, "
-                     f"{len(d['in_flight'])} in flight, {len(d['rejected'])} rejected")
+                     f"{len(d['in_flight'])} in flight, {len(d['rejected'])} rejected, "
+                     f"{len(d['missing'])} missing")
+        lines += [f"  missing   {day}  never landed" for day in d["missing"]]
         lines += [f"  due       {day}  {why}" for day, why in d["due"].items()]
         lines += [f"  in flight {day}  run {run[:8]}" for day, run in d["in_flight"].items()]
         lines += [f"  rejected  {day}  {why}" for day, why in d["rejected"].items()]

@@ -11,7 +11,6 @@ from ml_platform import names
 from ml_platform.names import RunTag
 from ml_platform.pipeline.keys import model_key, raw_key, validated_key
 from ml_platform.pipeline.notifications import Notifier
-from ml_platform.pipeline.partitions import day_partitions
 from ml_platform.specs import DatasetSpec, ModelSpec
 
 FALLBACK_CRON = "0 6 * * *"
@@ -27,10 +26,10 @@ def daily_schedule(ds: DatasetSpec) -> dg.ScheduleDefinition:
                  job_name=names.retrain_job(ds.name),
                  default_status=dg.DefaultScheduleStatus.RUNNING, execution_timezone="UTC")
     def _schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
-        days = context.instance.get_dynamic_partitions(day_partitions(ds.name).name)
+        days = context.instance.get_materialized_partitions(raw_key(ds.name))
         if not days:
             return dg.SkipReason(f"no landed days of {ds.name} yet")
-        return dg.RunRequest(partition_key=days[-1], tags={RunTag.TRIGGER: "schedule"})
+        return dg.RunRequest(partition_key=max(days), tags={RunTag.TRIGGER: "schedule"})
 
     return _schedule
 

@@ -8,7 +8,6 @@ import io
 from datetime import timedelta
 
 import dagster as dg
-import pandas as pd
 import pyarrow.parquet as pq
 
 from ml_platform import names
@@ -23,7 +22,15 @@ from ml_platform.ml.validation import (
 from ml_platform.names import raw_lake_key, validated_lake_key
 from ml_platform.pipeline.keys import raw_key, validated_key
 from ml_platform.pipeline.partitions import day_partitions
+from ml_platform.pipeline.raw_versions import (
+    SOURCE_ATTR,
+    landed_of_run,
+    latest_landed,
+    prune,
+    versions_in_use,
+)
 from ml_platform.pipeline.retries import STORAGE_RETRY, fail_fast
+from ml_platform.pipeline.run_worker import record_run_worker
 from ml_platform.specs import DatasetSpec
 from ml_platform.storage.day_files import LandingError
 from ml_platform.storage.interfaces import LakeStore, LandingStore
@@ -79,20 +86,23 @@ def _unreadable_outcomes(day: str, reason: str) -> list[CheckOutcome]:
             for name in CHECK_NAMES]
 
 
-def previous_day_check(ds: DatasetSpec, days: list[str], lake: LakeStore,
+def previous_day_check(ds: DatasetSpec, copied: list[str], lake: LakeStore,
                        landing: LandingStore) -> dg.AssetCheckResult:
-    """Whether the day before the newest landed day of `ds` passed validation; if not, a
-    description naming the day and its shortfall (rows landed against the manifest)."""
-    if len(days) < 2:
+    """Whether the calendar day before the newest of `copied` (the days of `ds` ever copied
+    into the lake, oldest first) passed validation; if not, a description naming the day and
+    its shortfall (rows landed against the manifest; none when it never landed)."""
+    day = (dt.date.fromisoformat(copied[-1]) - dt.timedelta(days=1)).isoformat()
+    if day < copied[0]:
         return dg.AssetCheckResult(check_name=names.PREVIOUS_DAY_CHECK, passed=True,
                                    description="no previous day yet")
-    day = days[-2]
     if lake.exists(validated_lake_key(ds.name, day)):
         return dg.AssetCheckResult(check_name=names.PREVIOUS_DAY_CHECK, passed=True,
                                    description=f"{day} is complete and validated")
     expected = int((landing.manifest(ds.name, day) or {}).get("expected_rows", ds.rows_per_day))
-    rows = (len(lake.read_parquet(raw_lake_key(ds.name, day), columns=[ds.key]))
-            if lake.exists(raw_lake_key(ds.name, day)) else 0)
+    try:
+        rows = _parquet_rows(landing.read_bytes(ds.name, day), landing.path(ds.name, day))
+    except (LandingError, Unreadable):
+        rows = 0  # never landed, withdrawn or unreadable
     return dg.AssetCheckResult(
         check_name=names.PREVIOUS_DAY_CHECK, passed=False, severity=dg.AssetCheckSeverity.ERROR,
         description=f"previous day {ds.name} {day} is not complete: {rows} of {expected} "
@@ -103,7 +113,7 @@ def previous_day_check(ds: DatasetSpec, days: list[str], lake: LakeStore,
 
 def dataset_assets(ds: DatasetSpec) -> list[dg.AssetsDefinition]:
     """`raw` and `validated` for dataset `ds`."""
-    partitions = day_partitions(ds.name)
+    partitions = day_partitions(ds)
     common = dict(
         partitions_def=partitions,
         # A backfill of N days becomes ceil(N/10) partition-range runs, submitted together; the
@@ -125,8 +135,10 @@ def dataset_assets(ds: DatasetSpec) -> list[dg.AssetsDefinition]:
         """Landed files, one per day, copied byte for byte into the lake. A file that cannot
         be read (empty, truncated, not Parquet, withdrawn) is recorded with the reason and
         left out; the other days of the run go on."""
+        record_run_worker(context)
         with fail_fast():
-            files, unreadable = {}, {}
+            files, unreadable, removed = {}, {}, []
+            in_use = versions_in_use(context.instance) if ds.raw_versions_kept else set()
             for day in context.partition_keys:
                 source = str(landing.path(ds.name, day))
                 try:
@@ -136,14 +148,20 @@ def dataset_assets(ds: DatasetSpec) -> list[dg.AssetsDefinition]:
                     unreadable[day] = str(exc)
                     context.log.error(f"{ds.name} {day}: {exc}")
                     continue
-                lake.write_bytes(raw_lake_key(ds.name, day), data)
-                files[day] = {"file": source, "rows": rows,
-                              "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+                sha = hashlib.sha256(data).hexdigest()
+                key = raw_lake_key(ds.name, day, sha)
+                if not lake.exists(key):  # content-addressed: the same bytes are kept once
+                    lake.write_bytes(key, data)
+                files[day] = {"file": source, "rows": rows, "sha256": sha, "bytes": len(data),
+                              "lake_key": key}
+                if ds.raw_versions_kept:
+                    removed += prune(lake, ds.name, day, ds.raw_versions_kept, in_use | {sha})
             return dg.MaterializeResult(metadata={
                 "landed_files": dg.MetadataValue.json(files),
                 "unreadable_days": dg.MetadataValue.json(unreadable),
                 "rows": sum(f["rows"] for f in files.values()),
                 "days": len(files),
+                **({"versions_removed": dg.MetadataValue.json(removed)} if removed else {}),
             })
 
     @dg.asset(
@@ -162,23 +180,30 @@ def dataset_assets(ds: DatasetSpec) -> list[dg.AssetsDefinition]:
                   lake: LakeStore) -> dg.MaterializeResult:
         """Landed days that passed every data-quality check; failing days are never stored,
         so a bad file can't replace a good day already in the lake."""
+        record_run_worker(context)
         with fail_fast():
-            unreadable = _unreadable_of_run(context, raw.key)
+            copied, unreadable = landed_of_run(context.instance, context.run_id, ds.name)
             by_day: dict[str, list[CheckOutcome]] = {}
             stored, rejected = [], []
             for day in context.partition_keys:
-                if day in unreadable:
-                    by_day[day] = _unreadable_outcomes(day, unreadable[day])
+                landed = copied.get(day) or (
+                    None if day in unreadable else latest_landed(context.instance, ds.name, day))
+                if landed is None or "lake_key" not in landed:
+                    reason = unreadable.get(day) or "not copied into the lake: materialize raw first"
+                    by_day[day] = _unreadable_outcomes(day, reason)
+                    unreadable[day] = reason
                     rejected.append(day)
                     continue
-                frame = normalise_dates(pd.read_parquet(lake.uri(raw_lake_key(ds.name, day))), ds)
+                frame = normalise_dates(lake.read_parquet(landed["lake_key"]), ds)
                 manifest = landing.manifest(ds.name, day) or {}
                 expected = int(manifest.get("expected_rows", ds.rows_per_day))
                 outcomes = validate(frame, ds, day=dt.date.fromisoformat(day),
                                     expected_rows=expected)
                 by_day[day] = outcomes
                 if not any(o.blocks for o in outcomes):
-                    lake.write_parquet(validated_lake_key(ds.name, day), frame[list(ds.columns)])
+                    table = frame[list(ds.columns)]
+                    table.attrs = {SOURCE_ATTR: landed["sha256"]}  # kept in the Parquet file
+                    lake.write_parquet(validated_lake_key(ds.name, day), table)
                     stored.append(day)
                 else:
                     rejected.append(day)
@@ -195,14 +220,3 @@ def dataset_assets(ds: DatasetSpec) -> list[dg.AssetsDefinition]:
             )
 
     return [raw, validated]
-
-
-def _unreadable_of_run(context: dg.AssetExecutionContext, raw: dg.AssetKey) -> dict[str, str]:
-    """The days `raw` could not read in this run (none when this run did not copy them)."""
-    records = context.instance.get_records_for_run(
-        context.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
-    for record in records:
-        if record.asset_key == raw and record.asset_materialization is not None:
-            value = record.asset_materialization.metadata.get("unreadable_days")
-            return dict(getattr(value, "value", None) or {})
-    return {}

@@ -6,7 +6,8 @@ A day is
 - `due`: landed and never copied, landed again since it was copied, or copied by a run that
   failed or was killed (its run ended without finishing the day's work): the next sensor tick
   or `ingest` takes it up;
-- `in_flight`: copied by a run that is still queued or running;
+- `in_flight`: copied by a run that is still running, or in the range of a run of the
+  dataset's retrain job that is queued or running;
 - `rejected`: the run that copied it rejected it (unreadable, or a blocking check failed; the
   reason is kept): done until the file is landed again;
 - `done`: copied and validated by a run that succeeded, so every model downstream trained on
@@ -24,6 +25,8 @@ from typing import Literal
 
 import dagster as dg
 
+from ml_platform import names
+from ml_platform.names import RunTag
 from ml_platform.pipeline.keys import raw_key, validated_key
 
 State = Literal["due", "in_flight", "rejected", "done"]
@@ -84,16 +87,21 @@ def day_states(instance: dg.DagsterInstance, dataset: str,
         return statuses[run_id]
 
     out = []
+    starting = _runs_not_yet_copying(instance, dataset)
     for day, mtime in sorted(landed.items()):
         copy = copied.get(day)
         if copy is None:
-            out.append(DayState(day, "due", reason="landed, not yet ingested"))
+            run_id = next((r for r, (first, last) in starting.items() if first <= day <= last), "")
+            out.append(DayState(day, "in_flight", run_id) if run_id else
+                       DayState(day, "due", reason="landed, not yet ingested"))
             continue
         if mtime > copy.timestamp:
             out.append(DayState(day, "due", copy.run_id, "landed again since it was ingested"))
             continue
+        # the validation of this copy: made after it (in its run, or in a re-execution of it)
         check = checked.get(day)
-        rejections = _metadata(check, "rejections") if check and check.run_id == copy.run_id else None
+        rejections = _metadata(check, "rejections") if check and check.timestamp >= copy.timestamp \
+            else None
         if isinstance(rejections, dict) and day in rejections:
             out.append(DayState(day, "rejected", copy.run_id, "; ".join(rejections[day])))
             continue
@@ -106,6 +114,17 @@ def day_states(instance: dg.DagsterInstance, dataset: str,
         else:
             out.append(DayState(day, "done", copy.run_id))
     return out
+
+
+def _runs_not_yet_copying(instance: dg.DagsterInstance, dataset: str) -> dict[str, tuple[str, str]]:
+    """Queued or running runs of `dataset`'s retrain job: `{run_id: (first day, last day)}`.
+    Their days count as in flight before `raw` has copied them, so a sensor tick or an
+    `ingest` in that window does not request them again."""
+    runs = instance.get_runs(dg.RunsFilter(job_name=names.retrain_job(dataset),
+                                           statuses=list(_IN_FLIGHT)))
+    return {r.run_id: (r.tags[RunTag.PARTITION_RANGE_START], r.tags[RunTag.PARTITION_RANGE_END])
+            for r in runs if RunTag.PARTITION_RANGE_START in r.tags
+            and RunTag.PARTITION_RANGE_END in r.tags}
 
 
 def due(states: Iterable[DayState]) -> list[str]:

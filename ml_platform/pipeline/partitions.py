@@ -1,12 +1,60 @@
-"""Partitions: one dynamic partition per landed day, registered when a file is seen."""
+"""Partitions: one per calendar day of a dataset, from its spec's `start_date` to tomorrow
+(UTC). A day that never landed is a missing partition; a file name that is not a day in that
+window can never become one."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import dagster as dg
 
-from ml_platform import names
+from ml_platform.specs import DatasetSpec
+from ml_platform.storage.day_files import Listing
+from ml_platform.storage.interfaces import LandingStore
+
+DAY_FORMAT = "%Y-%m-%d"
+#: The partition of today ends tomorrow (offset 1); one more admits tomorrow's file, which a
+#: producer ahead of UTC lands while it is still today here.
+END_OFFSET = 2
 
 
-def day_partitions(dataset: str) -> dg.DynamicPartitionsDefinition:
-    """Partitions of `dataset`, keyed `YYYY-MM-DD`, one per landed file."""
-    return dg.DynamicPartitionsDefinition(name=names.day_partitions(dataset))
+def day_partitions(ds: DatasetSpec) -> dg.DailyPartitionsDefinition:
+    """Partitions of `ds`, keyed `YYYY-MM-DD`."""
+    return dg.DailyPartitionsDefinition(start_date=ds.start_date.isoformat(), fmt=DAY_FORMAT,
+                                        end_offset=END_OFFSET, timezone="UTC")
+
+
+def last_day(now: dt.datetime | None = None) -> str:
+    """The newest day partition at `now`: tomorrow (UTC), as `END_OFFSET` makes it."""
+    today = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).date()
+    return (today + dt.timedelta(days=END_OFFSET - 1)).isoformat()
+
+
+def landed(landing: LandingStore, ds: DatasetSpec, now: dt.datetime | None = None) -> Listing:
+    """The landed days of `ds` that are partitions; files dated outside them are listed as
+    ignored, with the reason."""
+    return landing.scan(ds.name).within(ds.start_date.isoformat(), last_day(now))
+
+
+def day_ranges(days: list[str]) -> list[tuple[str, str]]:
+    """Consecutive calendar days of `days` as `(first, last)` ranges, oldest first: one run
+    per range, so that a run never spans (and materializes) a day that did not land."""
+    ranges: list[tuple[str, str]] = []
+    one_day = dt.timedelta(days=1)
+    for day in sorted(set(days)):
+        if ranges and dt.date.fromisoformat(day) - dt.date.fromisoformat(ranges[-1][1]) == one_day:
+            ranges[-1] = (ranges[-1][0], day)
+        else:
+            ranges.append((day, day))
+    return ranges
+
+
+def missing_days(days: list[str]) -> list[str]:
+    """The calendar days between the first and the newest of `days` that are not in it:
+    partitions that never landed (shown as missing in the UI too)."""
+    if not days:
+        return []
+    present = set(days)
+    first, last = dt.date.fromisoformat(min(days)), dt.date.fromisoformat(max(days))
+    every = ((first + dt.timedelta(days=i)).isoformat() for i in range((last - first).days + 1))
+    return [d for d in every if d not in present]

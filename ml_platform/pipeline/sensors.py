@@ -16,7 +16,7 @@ from ml_platform import names
 from ml_platform.names import RunTag
 from ml_platform.pipeline.day_state import day_states
 from ml_platform.pipeline.keys import raw_key, validated_key
-from ml_platform.pipeline.partitions import day_partitions
+from ml_platform.pipeline.partitions import day_ranges, landed
 from ml_platform.specs import DatasetSpec
 from ml_platform.storage.interfaces import LandingStore
 
@@ -97,17 +97,26 @@ def retrain_job(ds: DatasetSpec):  # -> UnresolvedAssetJobDefinition (not export
     )
 
 
-def partition_range_tags(ordered: list[str], days: list[str]) -> dict[str, str]:
-    """Run tags for the range covering `days`, in the partitions' own order."""
-    position = {d: i for i, d in enumerate(ordered)}
-    days = sorted(days, key=lambda d: position.get(d, len(position)))
-    return {RunTag.PARTITION_RANGE_START: days[0], RunTag.PARTITION_RANGE_END: days[-1]}
+def range_tags(first: str, last: str) -> dict[str, str]:
+    """Run tags for the partition range `first`..`last`."""
+    return {RunTag.PARTITION_RANGE_START: first, RunTag.PARTITION_RANGE_END: last}
+
+
+def run_requests(days: list[str], run_key: str, trigger: str) -> list[dg.RunRequest]:
+    """One run request per range of consecutive `days`: a day that never landed is never in a
+    run, so it stays a missing partition."""
+    return [
+        dg.RunRequest(
+            run_key=f"{run_key}:{first}..{last}",
+            tags={**range_tags(first, last), RunTag.TRIGGER: trigger,
+                  RunTag.DAYS: ",".join(d for d in days if first <= d <= last)[:4000]},
+        )
+        for first, last in day_ranges(days)
+    ]
 
 
 def landing_sensor(ds: DatasetSpec) -> dg.SensorDefinition:
     """The sensor watching `ds`'s landing zone (a local folder or S3, per the profile)."""
-    partitions = day_partitions(ds.name)
-
     @dg.sensor(
         name=names.landing_sensor(ds.name),
         job_name=names.retrain_job(ds.name),
@@ -119,7 +128,7 @@ def landing_sensor(ds: DatasetSpec) -> dg.SensorDefinition:
                     f"{ds.retry_max_hours:g}h apart.",
     )
     def _sensor(context: dg.SensorEvaluationContext, landing: LandingStore) -> dg.SensorResult:
-        listing = landing.scan(ds.name)
+        listing = landed(landing, ds)
         now = time.time()
         plan = plan_tick(LandingCursor.parse(context.cursor), listing.mtimes, now,
                          ds.debounce_seconds)
@@ -127,29 +136,22 @@ def landing_sensor(ds: DatasetSpec) -> dg.SensorDefinition:
         for entry in ignored:
             context.log.warning(f"{ds.name}: {entry} (in the landing zone)")
         plan.cursor.reported = sorted({*plan.cursor.reported, *(i.key for i in ignored)})
-        known = context.instance.get_dynamic_partitions(partitions.name)
-        to_add = [d for d in plan.new_days if d not in set(known)]
         states = {s.day: s for s in day_states(context.instance, ds.name, listing.mtimes)}
         failed = [s.day for s in states.values() if s.state == "due" and s.run_id]
         retry, plan.cursor.retries = plan_retries(plan.cursor.retries, failed, now,
                                                   ds.retry_max_hours * 3600)
+        # Never ingested and not waiting out the debounce: a file held as early whose day has
+        # come, or one written before the watermark (copied in with its old time).
+        unseen = [d for d, s in states.items()
+                  if s.state == "due" and not s.run_id and d not in plan.cursor.pending]
         # Only days still due: days `ml-platform demo` or `ingest` already took to the end (or
         # that are in flight or rejected) are not ingested again.
-        run_days = sorted(d for d in {*plan.run_days, *retry}
+        run_days = sorted(d for d in {*plan.run_days, *retry, *unseen}
                           if d in states and states[d].state == "due")
-        requests = []
-        if run_days:
-            ordered = [*known, *to_add]
-            requests.append(dg.RunRequest(
-                run_key=f"{ds.name}:{plan.cursor.watermark}:{','.join(run_days)}"
-                        + (f":retry-{now:.0f}" if retry else ""),
-                tags={**partition_range_tags(ordered, run_days),
-                      RunTag.TRIGGER: "landing_sensor" if plan.run_days else "retry",
-                      RunTag.DAYS: ",".join(run_days)[:4000]},
-            ))
+        trigger = "landing_sensor" if set(run_days) - set(retry) else "retry"
+        key = f"{ds.name}:{plan.cursor.watermark}" + (f":retry-{now:.0f}" if retry else "")
         return dg.SensorResult(
-            run_requests=requests,
-            dynamic_partitions_requests=[partitions.build_add_request(to_add)] if to_add else [],
+            run_requests=run_requests(run_days, key, trigger) if run_days else [],
             cursor=plan.cursor.dump(),
         )
 

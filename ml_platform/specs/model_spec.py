@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import operator
@@ -97,6 +98,9 @@ class DatasetSpec(_Frozen):
     """A landed dataset: one file per day, validated against `columns`."""
 
     name: str
+    start_date: dt.date = Field(
+        description="the first day of the dataset's daily partitions (YYYY-MM-DD): files dated "
+                    "earlier are ignored with that reason; the last partition is tomorrow (UTC)")
     generator: str = Field(description="name of the synthetic generator in ml_platform.simulation.generators")
     key: str = Field(description="column whose values must be unique within a day")
     date_column: str
@@ -119,6 +123,10 @@ class DatasetSpec(_Frozen):
     max_rows_factor: float = Field(
         5.0, gt=1, description="a day with more than this many times its expected rows fails "
                                "the (blocking) completeness check: a volume bound")
+    raw_versions_kept: int | None = Field(
+        None, ge=1, description="retention of landed files in the lake: keep the newest N "
+                                "versions of each day (a version a registered model was trained "
+                                "on is never removed); None: keep every version")
     date_timezone: str | None = Field(
         None, description="unset: timezone-aware timestamps in `date_column` fail the schema "
                           "check. Set (e.g. `UTC`, `Europe/Paris`): they are read as the "
@@ -176,7 +184,8 @@ class TrainingSpec(_Frozen):
         None, description="ranking: the column that, with the dataset's date column, names one "
                           "query (a user's feed of a day); the feature builder keeps it")
     window_days: int | None = Field(
-        None, ge=1, description="train on the last N landed days only; None: every landed day")
+        None, ge=1, description="train on the newest N validated days only; None: every "
+                                "validated day")
     hidden: tuple[int, ...] = (64, 64)
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(256, ge=1)

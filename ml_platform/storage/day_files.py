@@ -88,6 +88,18 @@ class Listing:
         """`{day: mtime}`, oldest day first: what `listing()` used to return."""
         return {day: f.mtime for day, f in self.days.items()}
 
+    def within(self, first: str, last: str) -> Listing:
+        """The days from `first` to `last` (ISO days, inclusive): the dataset's partitions.
+        A file dated before `first` is ignored; one dated after `last` is held (listed again,
+        as a day, once its partition exists)."""
+        days = {d: f for d, f in self.days.items() if first <= d <= last}
+        outside = [
+            Ignored(day_file_name(d), f"dated before the dataset's start_date {first}"
+                    if d < first else "dated in the future: held until its day's partition exists")
+            for d in self.days if d not in days
+        ]
+        return make_listing(days.values(), [*self.ignored, *outside])
+
     def newly_ignored(self, reported: Iterable[str]) -> list[Ignored]:
         """The ignored entries whose `key` is not in `reported`: to report each one once
         (a sensor keeps the keys it reported in its cursor)."""

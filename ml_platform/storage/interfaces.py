@@ -53,6 +53,15 @@ class LakeStore(dg.ConfigurableResource, abc.ABC):
     def read_json(self, key: str) -> dict[str, Any]:
         """Raises FileNotFoundError when `key` does not exist."""
 
+    @abc.abstractmethod
+    def list_keys(self, prefix: str) -> dict[str, float]:
+        """`{key: time last written (epoch seconds)}` of the keys under the folder `prefix`
+        (ending in `/`), oldest first."""
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove `key`; no error when it does not exist."""
+
 
 class LandingStore(dg.ConfigurableResource, abc.ABC):
     """Where upstream systems drop one file per dataset and day (see `storage.day_files`)."""

@@ -60,3 +60,14 @@ class Lake(LakeStore):
 
     def read_json(self, key: str) -> dict[str, Any]:
         return json.loads((self.base / key).read_text())
+
+    def list_keys(self, prefix: str) -> dict[str, float]:
+        folder = self.base / prefix
+        if not folder.is_dir():
+            return {}
+        found = {str(p.relative_to(self.base)): p.stat().st_mtime for p in folder.iterdir()
+                 if p.is_file() and not p.name.startswith(".")}
+        return dict(sorted(found.items(), key=lambda kv: kv[1]))
+
+    def delete(self, key: str) -> None:
+        (self.base / key).unlink(missing_ok=True)

@@ -147,6 +147,19 @@ class S3Lake(_S3Store, LakeStore):
     def read_json(self, key: str) -> dict[str, Any]:
         return json.loads(self._read(key))
 
+    def list_keys(self, prefix: str) -> dict[str, float]:
+        found: dict[str, float] = {}
+        base = f"{self._key('')}/" if self._key("") else ""
+        pages = self.client().get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=f"{self._key(prefix)}/", Delimiter="/")
+        for page in pages:
+            for obj in page.get("Contents", []):
+                found[obj["Key"].removeprefix(base)] = obj["LastModified"].timestamp()
+        return dict(sorted(found.items(), key=lambda kv: kv[1]))
+
+    def delete(self, key: str) -> None:
+        self.client().delete_object(Bucket=self.bucket, Key=self._key(key))
+
 
 class S3LandingZone(_S3Store, LandingStore):
     """The landing zone under `s3://<bucket>/<prefix>/`: `<dataset>/<YYYY-MM-DD>.parquet`,

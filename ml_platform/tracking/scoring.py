@@ -46,6 +46,11 @@ def score_model(model_uri: str, tracking_uri: str, frame: pd.DataFrame, target: 
     """
     import mlflow
 
+    # Imported here, in the step's own thread, before MLflow loads the model's code: a first
+    # import of torch from MLflow's loading path has been seen to race ("partially
+    # initialized module 'torch'").
+    import torch  # noqa: F401
+
     # `models:/` URIs resolve through the registry URI, which is process-global in MLflow.
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)

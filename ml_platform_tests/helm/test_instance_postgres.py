@@ -27,7 +27,6 @@ import pytest
 import yaml
 
 from ml_platform.compute.k8s import GPU_RESOURCE
-from ml_platform.ops.execute import register_landed_days
 from ml_platform.pipeline.build import build_definitions
 from ml_platform.simulation.landing import land_days
 from ml_platform.specs import load_specs
@@ -103,7 +102,7 @@ def test_k8s_profile_pipeline_on_postgres_and_s3(cluster_env: dict[str, str],
     assert type(landing).__name__ == "S3LandingZone"
     with dg.build_resources({"landing": landing}) as built:
         land_days(built.landing, spec.dataset, dt.date(2026, 3, 1), DAYS)
-        days = register_landed_days(instance, built.landing, spec.dataset.name)
+        days = built.landing.days(spec.dataset.name)
     assert len(days) == DAYS
     selection = [dg.AssetKey([spec.dataset.name, "raw"]), dg.AssetKey([spec.dataset.name, "validated"]),
                  dg.AssetKey([spec.name, "features"]), dg.AssetKey([spec.name, "training_set"])]

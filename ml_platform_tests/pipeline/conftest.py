@@ -10,11 +10,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from ml_platform.ops.execute import (
-    prepare_dagster_home,
-    register_landed_days,
-    run_model_pipeline,
-)
+from ml_platform.ops.execute import prepare_dagster_home, run_model_pipeline
 from ml_platform.pipeline.build import build_definitions
 from ml_platform.pipeline.keys import model_key
 from ml_platform.simulation.landing import land_days
@@ -36,14 +32,13 @@ class Platform:
     def run(self, spec: ModelSpec | None = None, *, force: bool = False
             ) -> dg.ExecuteInProcessResult:
         spec = spec or self.spec
-        return run_model_pipeline(build_definitions([spec]), spec, self.instance,
+        return run_model_pipeline(build_definitions([spec]), spec, self.instance, LandingZone(),
                                   force_retrain=force, log_level="WARNING")
 
     def land(self, start: dt.date, days: int, corruption: str | None = None,
              incomplete: float | None = None) -> None:
         land_days(LandingZone(), self.spec.dataset, start, days, corruption=corruption,
                   damaged_column=self.spec.training.target, incomplete=incomplete)
-        register_landed_days(self.instance, LandingZone(), self.spec.dataset.name)
 
     def production(self) -> str | None:
         return self.tracker.alias_version(self.spec.name, "production")

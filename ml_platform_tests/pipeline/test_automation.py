@@ -38,7 +38,8 @@ def test_daily_schedule_retrains_on_the_newest_day(instance: dg.DagsterInstance)
     assert schedule.job_name == "bookings_retrain"
     skipped = schedule(dg.build_schedule_context(instance=instance))
     assert isinstance(skipped, dg.SkipReason)
-    instance.add_dynamic_partitions("bookings_days", ["2026-02-01", "2026-02-02"])
+    for day in ("2026-02-01", "2026-02-02"):
+        _landed(instance, dg.AssetKey(["bookings", "raw"]), day, hours_ago=0)
     request = schedule(dg.build_schedule_context(instance=instance))
     assert request.partition_key == "2026-02-02"
 
@@ -61,7 +62,6 @@ def _landed(instance: dg.DagsterInstance, key: dg.AssetKey, day: str, hours_ago:
 def test_late_day_shows_as_stale(instance: dg.DagsterInstance) -> None:
     defs = build_definitions([_spec(freshness=FreshnessWindow(warn_hours=1, fail_hours=2))])
     raw = dg.AssetKey(["bookings", "raw"])
-    instance.add_dynamic_partitions("bookings_days", ["2026-02-01", "2026-02-02"])
     checks = dg.AssetSelection.checks_for_assets(raw).resolve_checks(defs.resolve_asset_graph())
     assert len(checks) == 1
     job = dg.define_asset_job("freshness", selection=dg.AssetSelection.checks(*checks))

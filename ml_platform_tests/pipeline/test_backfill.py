@@ -18,7 +18,6 @@ import pytest
 import yaml
 
 from ml_platform.names import STAGES
-from ml_platform.ops.execute import register_landed_days
 from ml_platform.pipeline.build import build_definitions
 from ml_platform.pipeline.keys import model_key
 from ml_platform.settings import instance_config
@@ -54,7 +53,7 @@ def test_thirty_day_backfill_runs_in_parallel_chunks_then_trains_once(home: Path
     (spec,) = load_specs()
     instance = dg.DagsterInstance.get()
     land_days(LandingZone(), spec.dataset, START, DAYS)
-    days = register_landed_days(instance, LandingZone(), "bookings")
+    days = LandingZone().days("bookings")
     assert len(days) == DAYS
     selection = [dg.AssetKey(["bookings", "raw"]), dg.AssetKey(["bookings", "validated"]),
                  *(model_key(spec.name, s) for s in STAGES)]

@@ -88,7 +88,6 @@ def trained(platform: Platform) -> Platform:
     result = platform.run()
     assert result.success and platform.production() == "1"
     Path(LandingZone().path("bookings", BAD_DAY.isoformat())).parent.mkdir(parents=True, exist_ok=True)
-    platform.instance.add_dynamic_partitions("bookings_days", [BAD_DAY.isoformat()])
     return platform
 
 

@@ -23,14 +23,15 @@ import json, sys, time
 import dagster as dg
 from ml_platform.ops.execute import prepare_dagster_home, run_model_pipeline
 from ml_platform.pipeline.build import build_definitions
+from ml_platform.storage.landing import LandingZone
 from ml_platform_tests.pipeline.conftest import small_spec
 name, weak, start_at = sys.argv[1], sys.argv[2] == "weak", float(sys.argv[3])
 spec = small_spec(name, shuffle_labels=weak)
 prepare_dagster_home()
 defs = build_definitions([spec])
 time.sleep(max(0.0, start_at - time.time()))
-result = run_model_pipeline(defs, spec, dg.DagsterInstance.get(), force_retrain=True,
-                            log_level="WARNING")
+result = run_model_pipeline(defs, spec, dg.DagsterInstance.get(), LandingZone(),
+                            force_retrain=True, log_level="WARNING")
 print(json.dumps({"run_id": result.run_id, "success": result.success}))
 """
 

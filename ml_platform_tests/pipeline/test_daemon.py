@@ -2,13 +2,18 @@
 land in the landing folder; the landing sensor registers them and launches the retrain run
 (a real run worker process, which starts the real training process); a new model version is
 registered and promoted; a corrupt day then fails its blocking check, production stays; a burst
-of a good day and a bad sibling trains on the good day alone; and the
-daemon keeps running. The spec is the shipped one with fewer epochs and short sensor timings."""
+of a good day and a bad sibling trains on the good day alone; a day that never landed is a
+missing partition (in `ml-platform status` too) until it lands late, when the sensor takes it
+and the model retrains with it; a run whose worker is killed (SIGKILL) is failed by run
+monitoring and its day is taken up again; and the daemon keeps running. The spec is the
+shipped one with fewer epochs and short sensor timings."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -16,9 +21,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import dagster as dg
+import psutil
 import pytest
 import yaml
 
+from ml_platform.names import RunTag
+from ml_platform.records import TrainingSetRecord
 from ml_platform.settings import instance_config
 from ml_platform.simulation.landing import land_days
 from ml_platform.specs.model_spec import SPEC_DIR
@@ -29,6 +37,7 @@ from ml_platform.tracking.server import MlflowServer
 pytestmark = pytest.mark.integration  # starts real servers
 
 START = dt.date(2026, 4, 1)
+WAIT_S = 600  # runs queue for the one training slot: generous on a loaded 2-core machine
 MODEL = "listing_price"
 
 
@@ -137,3 +146,66 @@ def test_sensor_retrains_promotes_and_stops_bad_data(daemon: dict[str, Any]) -> 
     assert newest.tags["dagster.partitions"].endswith(f"{good.isoformat()} (7)")  # no rejected day
     assert len(_runs_for(instance, sibling)) == 1  # rejected: not retried
     assert process.poll() is None  # the daemon is still running
+
+
+def _succeeded(instance: dg.DagsterInstance, day: dt.date) -> dg.DagsterRun | None:
+    """A run of `day` that succeeded (a run killed by a restarted code server is taken up again
+    by the sensor: the day eventually trains)."""
+    return next((r for r in _runs_for(instance, day) if r.status == dg.DagsterRunStatus.SUCCESS), None)
+
+
+def _status(daemon: dict[str, Any]) -> dict[str, Any]:
+    env = {**os.environ, "ML_PLATFORM_HOME": str(daemon["home"]),
+           "DAGSTER_HOME": str(daemon["home"] / "dagster"),
+           "ML_PLATFORM_SPEC_DIR": str(daemon["spec_dir"])}
+    done = subprocess.run([sys.executable, "-m", "ml_platform.cli", "status", "--json"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)["datasets"]["bookings"]
+
+
+def _trained_days(instance: dg.DagsterInstance) -> list[str]:
+    event = instance.get_latest_materialization_event(dg.AssetKey([MODEL, "training_set"]))
+    assert event is not None and event.asset_materialization is not None
+    return TrainingSetRecord.from_metadata(event.asset_materialization.metadata).partitions
+
+
+def _kill_run_worker(run: dg.DagsterRun) -> int:
+    """SIGKILL the run's worker process (and so its steps' and training's parent)."""
+    pid = int(run.tags[RunTag.PID])
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
+def test_a_missing_day_lands_late_and_a_killed_run_is_taken_up_again(daemon: dict[str, Any]) -> None:
+    instance, process = daemon["instance"], daemon["process"]
+    start = START + dt.timedelta(days=20)
+    missing, after = start + dt.timedelta(days=1), start + dt.timedelta(days=2)
+    _land(daemon, start, 1)
+    _land(daemon, after, 1)
+    for day in (start, after):  # runs of their own: no run spans the day that never landed
+        _wait(f"a run of {day} to succeed", lambda d=day: _succeeded(instance, d), daemon, WAIT_S)
+    assert not _runs_for(instance, missing)
+    assert missing.isoformat() in _status(daemon)["missing"]
+    raw = dg.AssetKey(["bookings", "raw"])
+    assert missing.isoformat() not in instance.get_materialized_partitions(raw)  # missing in the UI
+
+    _land(daemon, missing, 1)  # lands late: picked up, and the model retrains with it
+    _wait("a run of the late day to succeed", lambda: _succeeded(instance, missing), daemon, WAIT_S)
+    assert missing.isoformat() in _trained_days(instance)
+    assert missing.isoformat() not in _status(daemon)["missing"]
+
+    # the run worker killed mid-run: run monitoring fails the run, and the day is taken up again
+    killed_day = start + dt.timedelta(days=3)
+    _land(daemon, killed_day, 1)
+    run = _wait("a run worker to start", lambda: next(
+        (r for r in _runs_for(instance, killed_day) if RunTag.PID in r.tags), None), daemon, WAIT_S)
+    worker = _kill_run_worker(run)
+    failed = _wait("run monitoring to fail the killed run", lambda: (
+        instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE), daemon, timeout=WAIT_S)
+    assert failed
+    ok = _wait("a run of the killed run's day to succeed", lambda: _succeeded(instance, killed_day),
+               daemon, timeout=WAIT_S)
+    assert ok.run_id != run.run_id and killed_day.isoformat() in _trained_days(instance)
+    assert not psutil.pid_exists(worker) or psutil.Process(worker).status() == psutil.STATUS_ZOMBIE
+    assert process.poll() is None

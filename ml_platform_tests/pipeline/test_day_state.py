@@ -1,16 +1,18 @@
 """The state of each landed day (`ml_platform.pipeline.day_state`) read from a real Dagster
-instance: runs that succeeded or failed, days rejected with a reason, days
-landed again; and the sensor's retry schedule for days whose run failed (`plan_retries`).
+instance: runs that succeeded or failed, days rejected with a reason, days landed again, days
+of a run not yet started; and the sensor's retry schedule for days whose run failed
+(`plan_retries`).
 Stand-in assets with the dataset's keys make the runs; nothing is faked."""
 
 import time
 
 import dagster as dg
 
+from ml_platform.names import RunTag
 from ml_platform.pipeline.day_state import day_states
 from ml_platform.pipeline.sensors import RETRY_FIRST_DELAY_S, plan_retries
 
-PARTS = dg.DynamicPartitionsDefinition(name="ds_days")
+PARTS = dg.DailyPartitionsDefinition(start_date="2026-01-01")
 
 
 @dg.asset(key=["ds", "raw"], partitions_def=PARTS)
@@ -33,7 +35,6 @@ def training(context: dg.AssetExecutionContext) -> None:
 def test_states_follow_the_runs_that_ingested_each_day() -> None:
     with dg.instance_for_test() as instance:
         days = [f"2026-01-0{i}" for i in range(1, 6)]
-        instance.add_dynamic_partitions("ds_days", days)
         for day in days[:4]:
             dg.materialize([raw, validated, training], instance=instance, partition_key=day,
                            raise_on_error=False)
@@ -46,6 +47,18 @@ def test_states_follow_the_runs_that_ingested_each_day() -> None:
         assert (states["2026-01-04"].state, states["2026-01-04"].reason) == (
             "due", "landed again since it was ingested")
         assert (states["2026-01-05"].state, states["2026-01-05"].run_id) == ("due", "")
+
+
+def test_days_of_a_retrain_run_not_started_are_in_flight_before_they_are_copied() -> None:
+    with dg.instance_for_test() as instance:
+        job = dg.Definitions(assets=[raw], jobs=[dg.define_asset_job("ds_retrain", [raw])]
+                             ).resolve_job_def("ds_retrain")
+        run = instance.create_run_for_job(job, status=dg.DagsterRunStatus.NOT_STARTED, tags={
+            RunTag.PARTITION_RANGE_START: "2026-01-02", RunTag.PARTITION_RANGE_END: "2026-01-03"})
+        landed = {f"2026-01-0{i}": 0.0 for i in range(1, 5)}
+        states = {s.day: (s.state, s.run_id) for s in day_states(instance, "ds", landed)}
+        assert states == {"2026-01-01": ("due", ""), "2026-01-02": ("in_flight", run.run_id),
+                          "2026-01-03": ("in_flight", run.run_id), "2026-01-04": ("due", "")}
 
 
 def test_failed_days_are_retried_with_a_doubling_delay() -> None:

@@ -16,17 +16,17 @@ from ml_platform_tests.pipeline.conftest import START, Platform
 def test_ingest_catches_up_reports_and_stops_bad_data(platform: Platform) -> None:
     defs = build_definitions([platform.spec])
     # the fixture registered its landed days; ingest registers and runs whatever is due
-    first = ingest(defs, "bookings", platform.instance, LandingZone())
+    first = ingest(defs, platform.spec.dataset, platform.instance, LandingZone())
     assert first["success"] and len(first["days"]) == 6
     assert [p["version"] for p in first["promoted"]] == ["1"]
     assert f"{platform.spec.name}/serving" in first["materialized"]
 
-    assert ingest(defs, "bookings", platform.instance, LandingZone())["days"] == []
+    assert ingest(defs, platform.spec.dataset, platform.instance, LandingZone())["days"] == []
 
     bad = START + dt.timedelta(days=10)
     land_days(LandingZone(), platform.spec.dataset, bad, 1, corruption="null_flood",
               damaged_column=platform.spec.training.target)
-    report = ingest(defs, "bookings", platform.instance, LandingZone())
+    report = ingest(defs, platform.spec.dataset, platform.instance, LandingZone())
     assert not report["success"] and report["days"] == [bad.isoformat()]
     nulls = next(c for c in report["failed_checks"] if c["check"] == "nulls")
     assert bad.isoformat() in nulls["description"] and "nightly_price: 500" in nulls["description"]

@@ -16,7 +16,7 @@ import pytest
 from dagster_aws.s3 import S3Resource
 
 from ml_platform.compute.local import LocalProcessTrainer
-from ml_platform.ops.execute import register_landed_days, run_model_pipeline
+from ml_platform.ops.execute import run_model_pipeline
 from ml_platform.pipeline import build
 from ml_platform.pipeline.keys import model_key
 from ml_platform.simulation.landing import land_days
@@ -41,8 +41,7 @@ def test_pipeline_on_s3_mirrors_checkpoints(platform_home: Path, tmp_path: Path,
             "trainer": LocalProcessTrainer()})
         land_days(landing, spec.dataset, dt.date(2026, 3, 1), 6)
         with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
-            register_landed_days(instance, landing, spec.dataset.name)
-            result = run_model_pipeline(build.build_definitions([spec]), spec, instance,
+            result = run_model_pipeline(build.build_definitions([spec]), spec, instance, landing,
                                         log_level="WARNING")
             assert result.success, [e.message for e in result.all_events if e.is_failure]
             trained = instance.get_latest_materialization_event(model_key(spec.name, "trained"))

@@ -38,7 +38,7 @@ pytestmark = pytest.mark.integration
 
 
 def _ingest(platform: Platform) -> dict:
-    return ingest(build_definitions([platform.spec]), platform.spec.dataset.name,
+    return ingest(build_definitions([platform.spec]), platform.spec.dataset,
                   platform.instance, LandingZone())
 
 

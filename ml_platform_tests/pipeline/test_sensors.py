@@ -10,6 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from ml_platform.names import RunTag
 from ml_platform.pipeline.build import build_definitions
 from ml_platform.pipeline.sensors import LandingCursor, plan_tick
 from ml_platform.simulation.landing import land_days
@@ -53,7 +54,7 @@ def test_a_relanded_file_is_new_again() -> None:
     assert plan.new_days == ["2026-01-01"] and plan.run_days == ["2026-01-01"]
 
 
-def test_sensor_registers_partitions_and_requests_one_retrain(tmp_path: Path) -> None:
+def test_sensor_requests_one_retrain_for_a_burst(tmp_path: Path) -> None:
     base = next(s for s in load_specs() if s.name == "listing_price")
     spec = base.model_copy(update={"dataset": base.dataset.model_copy(
         update={"debounce_seconds": 0})})
@@ -66,22 +67,44 @@ def test_sensor_registers_partitions_and_requests_one_retrain(tmp_path: Path) ->
         ctx = dg.build_sensor_context(instance=instance, resources={"landing": landing},
                                       definitions=defs)
         result = sensor(ctx)
-        assert result.dynamic_partitions_requests[0].partition_keys == [
-            "2026-02-01", "2026-02-02", "2026-02-03"]
         (request,) = result.run_requests
         assert request.tags["dagster/asset_partition_range_start"] == "2026-02-01"
         assert request.tags["dagster/asset_partition_range_end"] == "2026-02-03"
         assert sensor.job_name == "bookings_retrain"
-        # the next tick, with the stored cursor and the partitions registered: nothing new
-        instance.add_dynamic_partitions("bookings_days", ["2026-02-01", "2026-02-02", "2026-02-03"])
+        # the next tick, with the stored cursor and the run queued: nothing new
+        instance.create_run_for_job(defs.resolve_job_def("bookings_retrain"),
+                                    tags=request.tags, status=dg.DagsterRunStatus.NOT_STARTED)
         quiet = sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor,
                                                resources={"landing": landing}, definitions=defs))
-        assert quiet.run_requests == [] and quiet.dynamic_partitions_requests == []
-        # a day landed later: registered and requested alone
+        assert quiet.run_requests == []
+        # a day landed later: requested alone
         land_days(landing, spec.dataset, dt.date(2026, 2, 4), 1)
         path = Path(landing.path("bookings", "2026-02-04"))
         os.utime(path, (path.stat().st_mtime + 5, path.stat().st_mtime + 5))
         later = sensor(dg.build_sensor_context(instance=instance, cursor=quiet.cursor,
                                                resources={"landing": landing}, definitions=defs))
-        assert later.dynamic_partitions_requests[0].partition_keys == ["2026-02-04"]
         assert later.run_requests[0].tags["dagster/asset_partition_range_start"] == "2026-02-04"
+
+
+def test_days_never_ingested_are_requested_by_range_of_consecutive_days(tmp_path: Path) -> None:
+    """A gap (a day that never landed) splits the request, so the missing day is in no run;
+    a day whose file is older than the cursor's watermark (held as early, or copied in with
+    its old time) is requested all the same."""
+    base = next(s for s in load_specs() if s.name == "listing_price")
+    spec = base.model_copy(update={"dataset": base.dataset.model_copy(update={"debounce_seconds": 0})})
+    landing = LandingZone(root=str(tmp_path / "landing"))
+    land_days(landing, spec.dataset, dt.date(2026, 2, 1), 2)
+    land_days(landing, spec.dataset, dt.date(2026, 2, 4), 1)
+    defs = build_definitions([spec])
+    sensor = defs.resolve_sensor_def("bookings_landing_sensor")
+    newest = max(landing.listing("bookings").values())
+    cursor = LandingCursor(watermark=newest + 100).dump()  # every file is older than the mark
+    (tmp_path / "dagster").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
+        result = sensor(dg.build_sensor_context(instance=instance, cursor=cursor,
+                                                resources={"landing": landing}, definitions=defs))
+    ranges = [(r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
+              for r in result.run_requests]
+    assert ranges == [("2026-02-01", "2026-02-02"), ("2026-02-04", "2026-02-04")]
+    assert [r.tags[RunTag.DAYS] for r in result.run_requests] == [
+        "2026-02-01,2026-02-02", "2026-02-04"]

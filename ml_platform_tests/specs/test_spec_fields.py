@@ -127,6 +127,8 @@ CASES: dict[str, tuple[ModelSpec, dict[str, Any], Observation]] = {
     "dataset.schedule_cron": (LP, {"dataset__schedule_cron": "30 1 * * *"},
                               lambda s: build_definitions([s]).resolve_schedule_def(
                                   names.daily_schedule(s.dataset.name)).cron_schedule),
+    "dataset.start_date": (LP, {"dataset__start_date": "2025-06-01"},
+                           lambda s: asset_spec(s, raw_key(s.dataset.name)).partitions_def.start),
     "dataset.retry_max_hours": (LP, {"dataset__retry_max_hours": 2}, lambda s: sensor(s).description),
     "dataset.require_previous_day_complete": (
         LP, {"dataset__require_previous_day_complete": True},

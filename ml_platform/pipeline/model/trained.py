@@ -18,6 +18,7 @@ from ml_platform.names import Tag
 from ml_platform.pipeline.code_version import training_code_version
 from ml_platform.pipeline.model.common import Chain
 from ml_platform.pipeline.retries import MLFLOW_RETRY, fail_fast
+from ml_platform.pipeline.run_worker import record_run_worker
 from ml_platform.pipeline.upstream import Upstream, upstream, upstream_metadata
 from ml_platform.records import TrainedRecord, TrainingSetRecord
 from ml_platform.storage.interfaces import LakeStore
@@ -102,6 +103,7 @@ def trained_asset(chain: Chain) -> dg.AssetsDefinition:
     def trained(context: dg.AssetExecutionContext, config: TrainConfig, lake: LakeStore,
                 mlflow: MlflowTracker, trainer: Trainer) -> dg.MaterializeResult:
         """Torch model trained on the training set, logged to one MLflow run."""
+        record_run_worker(context)
         with fail_fast(mlflow, retry_on=(DagsterPipesExecutionError,)):
             ts: Upstream[TrainingSetRecord] = upstream(context, chain.key("training_set"),
                                                        TrainingSetRecord)

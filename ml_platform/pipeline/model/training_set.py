@@ -38,6 +38,7 @@ def training_set_asset(chain: Chain) -> dg.AssetsDefinition:
             record = TrainingSetRecord(
                 lake_key=names.training_set_lake_key(chain.name, digest), training_set_hash=digest,
                 features_hash=features.record.content_hash, partitions=features.record.partitions,
+                sources=features.record.sources,
                 **{f"rows_{s}": int(counts.get(s, 0)) for s in ("train", "valid", "test")},
             )
             if not lake.exists(record.lake_key):  # content-addressed: never rewritten
