@@ -36,6 +36,7 @@ class StepProgress:
         self._started: dict[str, float] = {}
         self._assets: dict[str, list[str]] = defaultdict(list)
         self._checks: dict[str, list[tuple[str, bool]]] = defaultdict(list)
+        self._title = ""
         self._bar: Any = None  # rich.progress.Progress while a live run is shown
         self._task: Any = None
 
@@ -61,8 +62,8 @@ class StepProgress:
         self._assets.clear()
         self._checks.clear()
         self._total = 0
+        self._title = f"{title}:"  # printed with the first step: nothing when nothing runs
         if not self.live:
-            self._print(f"{title}:")
             yield self
             return
         from rich.console import Console
@@ -75,7 +76,6 @@ class StepProgress:
             TimeElapsedColumn,
         )
 
-        self._print(f"{title}:")
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                       MofNCompleteColumn(), TimeElapsedColumn(),
                       console=Console(file=self.stream), transient=True) as bar:
@@ -141,6 +141,9 @@ class StepProgress:
             self._bar.advance(self._task)
 
     def _print(self, line: str) -> None:
+        if self._title:
+            title, self._title = self._title, ""
+            self._print(title)
         if self._bar is not None:
             self._bar.console.print(line, markup=False, highlight=False, soft_wrap=True)
         else:
