@@ -58,10 +58,18 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quiet_libraries(verbose: bool) -> None:
+    """Without --verbose, MLflow's INFO lines (here and in the training process) stay unsaid:
+    the steps' progress lines say what happens."""
+    if not verbose:
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from ml_platform.ops.platform import require_local
 
     require_local("demo")
+    _quiet_libraries(args.verbose)
     started = time.monotonic()
     from ml_platform.ops.platform import open_platform
 
@@ -69,8 +77,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # its boot (the first step that talks to it waits for it).
     with open_platform(args.mlflow_port, wait_for_mlflow=False) as p:
         from ml_platform.ops.demo import run_demo
+        from ml_platform.ops.progress import StepProgress
 
-        failures = run_demo(p, days=args.days, models=args.model, retrain=args.retrain)
+        failures = run_demo(p, days=args.days, models=args.model, retrain=args.retrain,
+                            progress=StepProgress(verbose=args.verbose))
         print(f"\ndemo finished in {time.monotonic() - started:.1f}s; "
               "`make dev` opens the Dagster and MLflow UIs on this state")
     return 1 if failures else 0
@@ -95,8 +105,11 @@ def cmd_dev(args: argparse.Namespace) -> int:
                              "--port", str(args.serve_port)]),
             env=env, start_new_session=True)
         dagster = subprocess.Popen(
-            guarded_command([sys.executable, "-m", "dagster", "dev", "-m",
-                             "ml_platform.definitions", "-h", "127.0.0.1", "-p", str(args.port)]),
+            # `dagster dev` warns that it is superseded by `dg dev`, a tool not installed here
+            guarded_command([sys.executable, "-W",
+                             "ignore:Function `dev_command` is superseded:FutureWarning",
+                             "-m", "dagster", "dev", "-m", "ml_platform.definitions",
+                             "-h", "127.0.0.1", "-p", str(args.port)]),
             env=env,
             start_new_session=True,  # its own process group, so shutdown reaches every child
         )
@@ -181,17 +194,24 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    _quiet_libraries(args.verbose)
     from ml_platform.ops.execute import ingest
     from ml_platform.ops.platform import open_platform, require_dataset
+    from ml_platform.ops.progress import StepProgress
     from ml_platform.pipeline.build import build_definitions
     from ml_platform.specs import load_specs
 
     if args.dataset:
         require_dataset(load_specs(), args.dataset)
+    # with --json, stdout is the report alone: the steps go to stderr
+    progress = StepProgress(sys.stderr if args.json else sys.stdout, verbose=args.verbose)
     with open_platform(args.mlflow_port) as p:
         datasets = [d for d in p.datasets() if args.dataset in (None, d.name)]
         defs = build_definitions(p.specs, profile=p.profile)
-        reports = [ingest(defs, d, p.instance, p.landing) for d in datasets]
+        reports = []
+        for d in datasets:
+            with progress.running(d.name):
+                reports.append(ingest(defs, d, p.instance, p.landing, progress=progress))
     if args.json:
         print(json.dumps(reports, indent=2, default=str))
     else:
@@ -295,6 +315,11 @@ def _mlflow_port(p: argparse.ArgumentParser) -> None:
                         "MLFLOW_TRACKING_URI is unset")
 
 
+def _verbose(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--verbose", action="store_true",
+                   help="show Dagster's and MLflow's own log besides the one line per step")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=_Formatter)
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
@@ -319,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", action="append", help="only this model (repeatable)")
     p.add_argument("--retrain", action="store_true",
                    help="only retrain (forced) on the current training sets, and gate/promote")
+    _verbose(p)
     _mlflow_port(p)
     p.set_defaults(fn=cmd_demo)
 
@@ -361,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
                  "retrain, gate, promote", "ml-platform ingest --dataset bookings --json")
     p.add_argument("--dataset", help="only this dataset (default: every dataset)")
     p.add_argument("--json", action="store_true", help="machine-readable report")
+    _verbose(p)
     _mlflow_port(p)
     p.set_defaults(fn=cmd_ingest)
 

@@ -29,7 +29,7 @@ CHROMIUM_FLAGS = [
 
 class Browser:
     def __init__(self, port: int = 9333) -> None:
-        self.profile = tempfile.TemporaryDirectory()
+        self.profile = tempfile.TemporaryDirectory(ignore_cleanup_errors=True)  # Chromium may still write
         self.process = subprocess.Popen(
             ["chromium", *CHROMIUM_FLAGS, f"--remote-debugging-port={port}",
              f"--user-data-dir={self.profile.name}", "about:blank"],
@@ -60,8 +60,9 @@ class Browser:
         self.call("Page.navigate", url=url)
         time.sleep(settle_s)
 
-    def shot(self, path: Path) -> None:
-        data = self.call("Page.captureScreenshot", format="png")["data"]
+    def shot(self, path: Path, clip: dict[str, float] | None = None) -> None:
+        data = self.call("Page.captureScreenshot", format="png",
+                         **({"clip": {**clip, "scale": 1}} if clip else {}))["data"]
         path.write_bytes(base64.b64decode(data))
         print(f"wrote {path}")
 
@@ -70,6 +71,38 @@ class Browser:
         self.process.terminate()
         self.process.wait()
         self.profile.cleanup()
+
+
+LINEAGE_WIDTH = 2800
+
+
+def _graph_bounds(browser: Browser, margin: float) -> dict[str, float]:
+    """The page area the graph's groups and nodes cover (SVG foreignObjects), plus `margin`."""
+    box = json.loads(str(browser.js("""JSON.stringify((() => {
+        const rs = [...document.querySelectorAll('foreignObject')]
+            .map(e => e.getBoundingClientRect()).filter(r => r.width > 0);
+        return [Math.min(...rs.map(r => r.left)), Math.min(...rs.map(r => r.top)),
+                Math.max(...rs.map(r => r.right)), Math.max(...rs.map(r => r.bottom))];
+    })())""")))
+    left, top, right, bottom = box
+    return {"x": max(left - margin, 0), "y": max(top - margin, 0),
+            "width": right - left + 2 * margin, "height": bottom - top + 2 * margin}
+
+
+def _wait_for_text(browser: Browser, text: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not browser.js(
+            f"document.body.innerText.includes({json.dumps(text)})"):
+        time.sleep(1)
+
+
+def _wait_for_graph(browser: Browser, node: str, timeout_s: float) -> None:
+    """Until the graph shows `node` and no node still says "Loading" (each loads its status)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not browser.js(
+            f"document.body.innerText.includes({json.dumps(node)})"
+            " && !document.body.innerText.includes('Loading')"):
+        time.sleep(1)
 
 
 def _click_text(browser: Browser, text: str) -> None:
@@ -88,11 +121,17 @@ def main() -> None:
     browser = Browser()
     try:
         browser.call("Page.enable")
+        # The chain is nine assets wide: on a wide page the graph draws each node in full (latest
+        # materialization, checks, partitions, automation) instead of a bare name.
+        browser.call("Emulation.setDeviceMetricsOverride", width=LINEAGE_WIDTH, height=800,
+                     deviceScaleFactor=1, mobile=False)
         browser.open(f"{args.dagster}/assets/{args.model}/serving?view=lineage"
                      "&lineageScope=upstream&lineageDepth=12", settle_s=6)
         _click_text(browser, "Skip")  # the first-visit newsletter dialog
-        time.sleep(3)
-        browser.shot(args.out / "dagster_lineage.png")
+        _wait_for_graph(browser, "training_set", timeout_s=180)
+        time.sleep(2)
+        browser.shot(args.out / "dagster_lineage.png", clip=_graph_bounds(browser, margin=24))
+        browser.call("Emulation.clearDeviceMetricsOverride")
 
         with urllib.request.urlopen(
             f"{args.mlflow}/api/2.0/mlflow/registered-models/alias"
@@ -103,9 +142,21 @@ def main() -> None:
             experiment = json.loads(r.read())["run"]["info"]["experiment_id"]
         # MLflow 3 opens its GenAI layout unless asked for the machine-learning one.
         ml_view = "?workflowType=machine_learning"
-        browser.open(f"{args.mlflow}/#/experiments/{experiment}/runs/{run_id}{ml_view}", settle_s=8)
+        # MLflow 3.17 opens its assistant beside the page on a first visit: say it was seen
+        browser.open(f"{args.mlflow}/", settle_s=2)
+        browser.js("""localStorage.setItem('mlflow.assistant.panelOpen_v1', 'false');
+            localStorage.setItem('mlflow.assistant.fab.autoOpenedOnFirstLoad_v1', 'true')""")
+        browser.open(f"{args.mlflow}/#/experiments/{experiment}/runs/{run_id}{ml_view}", settle_s=4)
+        _wait_for_text(browser, "Parameters", timeout_s=120)
+        time.sleep(2)
         browser.shot(args.out / "mlflow_run.png")
-        browser.open(f"{args.mlflow}/#/models/{args.model}{ml_view}", settle_s=6)
+        browser.open(f"{args.mlflow}/#/models/{args.model}{ml_view}", settle_s=4)
+        _wait_for_text(browser, "Version 1", timeout_s=120)
+        # the promotion records (JSON tags) fill the top of the page: show the versions
+        browser.js("""[...document.querySelectorAll('*')]
+            .filter(e => e.childElementCount === 0 && e.textContent.trim() === 'Versions')
+            .slice(0, 1).forEach(e => e.scrollIntoView())""")
+        time.sleep(2)
         browser.shot(args.out / "mlflow_registry.png")
     finally:
         browser.close()

@@ -16,8 +16,10 @@ import argparse
 import gc
 import json
 import os
+import re
 import signal
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +50,11 @@ if TYPE_CHECKING:
     import torch
 
 _PIPES_ENV = ("DAGSTER_PIPES_CONTEXT", "DAGSTER_PIPES_MESSAGES")
+# Notes MLflow prints on every training about choices made on purpose: the training set's source
+# is a local path (two source types claim it), and the signature has integer columns (the served
+# inputs are validated columns, where the `nulls` check allows no missing value).
+_MLFLOW_NOTES = ("The specified dataset source can be interpreted in multiple ways",
+                 "Hint: Inferred schema contains integer column")
 # MLflow's asynchronous logger then sends what accumulated every 2 s in one request instead of
 # one request per `log_metrics` call (fewer requests for the client thread and the server to
 # handle while the loop trains), and its flush returns at once instead of waiting out its
@@ -417,6 +424,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, help="with --request: rank 0 writes its summary here")
     args = parser.parse_args(argv)
     stop_on_sigterm()
+    for note in _MLFLOW_NOTES:
+        warnings.filterwarnings("ignore", message=re.escape(note), category=UserWarning)
 
     ctx = DistContext.from_env()
     if not ctx.is_main:

@@ -12,6 +12,7 @@ from dagster_shared.error import SerializableErrorInfo
 
 from ml_platform import names, settings
 from ml_platform.names import RunTag
+from ml_platform.ops.progress import StepProgress
 from ml_platform.pipeline.day_state import day_states, due
 from ml_platform.pipeline.keys import model_key, raw_key, validated_key
 from ml_platform.pipeline.partitions import day_ranges, landed
@@ -38,14 +39,15 @@ RETRAIN_STAGES = names.RETRAIN_STAGES
 
 def run_model_pipeline(defs: dg.Definitions, spec: ModelSpec, instance: dg.DagsterInstance,
                        landing: LandingStore, *, force_retrain: bool = False,
-                       retrain_only: bool = False, log_level: str = "INFO"
-                       ) -> dg.ExecuteInProcessResult:
+                       retrain_only: bool = False, log_level: str = "INFO",
+                       progress: StepProgress | None = None) -> dg.ExecuteInProcessResult:
     """One run of `<model>_pipeline` in this process: every landed day through serving, or
     with `retrain_only` a forced new training on the current training set and what follows
     (the inner loop after a code change: upstream untouched). Landed days with gaps between
     them are copied and validated range by range first, so the training sees them all.
 
     Never raises on step failure: callers read the result (failed checks, skipped steps).
+    `progress`: print its steps there (and Dagster's log only if verbose).
     """
     days = list(landed(landing, spec.dataset).days)
     if not days:
@@ -53,21 +55,31 @@ def run_model_pipeline(defs: dg.Definitions, spec: ModelSpec, instance: dg.Dagst
     job = defs.resolve_job_def(names.pipeline_job(spec.name))
     trained = model_key(spec.name, "trained").to_python_identifier()
     tags = {RunTag.TRIGGER: "cli", **_process_tags()}
-    config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    console = {"console": {"config": {"log_level": log_level}}}
     if retrain_only:
-        return job.execute_in_process(
-            instance=instance, tags=tags, raise_on_error=False,
-            asset_selection=[model_key(spec.name, s) for s in RETRAIN_STAGES],
-            run_config={"ops": {trained: {"config": {"force": True}}}, **config})
+        selection = [model_key(spec.name, s) for s in RETRAIN_STAGES]
+        run_job, loggers = _with_progress(job, console, progress, selection)
+        return run_job.execute_in_process(
+            instance=instance, tags=tags, raise_on_error=False, asset_selection=selection,
+            run_config={"ops": {trained: {"config": {"force": True}}}, "loggers": loggers})
     *earlier, last = day_ranges(days)
     for first, end in earlier:
-        job.execute_in_process(
+        selection = [raw_key(spec.dataset.name), validated_key(spec.dataset.name)]
+        run_job, loggers = _with_progress(job, console, progress, selection)
+        run_job.execute_in_process(
             instance=instance, tags={**tags, **range_tags(first, end)}, raise_on_error=False,
-            asset_selection=[raw_key(spec.dataset.name), validated_key(spec.dataset.name)],
-            run_config=config)
-    return job.execute_in_process(
+            asset_selection=selection, run_config={"loggers": loggers})
+    run_job, loggers = _with_progress(job, console, progress)
+    return run_job.execute_in_process(
         instance=instance, tags={**tags, **range_tags(*last)}, raise_on_error=False,
-        run_config={"ops": {trained: {"config": {"force": force_retrain}}}, **config})
+        run_config={"ops": {trained: {"config": {"force": force_retrain}}}, "loggers": loggers})
+
+
+def _with_progress(job: dg.JobDefinition, loggers: dict[str, Any], progress: StepProgress | None,
+                   selection: list[dg.AssetKey] | None = None
+                   ) -> tuple[dg.JobDefinition, dict[str, Any]]:
+    """`job` and its run config's loggers, with `progress` attached when given."""
+    return (job, loggers) if progress is None else progress.attach(job, loggers, selection)
 
 
 def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
@@ -105,10 +117,10 @@ def _process_tags() -> dict[str, str]:
 
 
 def ingest(defs: dg.Definitions, ds: DatasetSpec, instance: dg.DagsterInstance,
-           landing: LandingStore) -> dict[str, Any]:
+           landing: LandingStore, progress: StepProgress | None = None) -> dict[str, Any]:
     """The landing sensor's work, once and synchronously: validate the due days of `ds` and
     retrain, gate and promote every model downstream, one run per range of consecutive due
-    days. Returns what happened."""
+    days. Returns what happened. `progress`: print its steps there."""
     repaired = fail_dead_runs(instance)
     listing = landed(landing, ds)
     states = day_states(instance, ds.name, listing.mtimes)
@@ -124,14 +136,15 @@ def ingest(defs: dg.Definitions, ds: DatasetSpec, instance: dg.DagsterInstance,
         note = ("nothing new in the landing zone" if not report["in_flight"] else
                 "nothing new: the due days are in flight in another run")
         return {**report, "success": True, "note": note}
-    job = defs.resolve_job_def(names.retrain_job(ds.name))
+    job, loggers = _with_progress(defs.resolve_job_def(names.retrain_job(ds.name)),
+                                  {"console": {"config": {"log_level": "WARNING"}}}, progress)
     results = [
         job.execute_in_process(
             instance=instance, raise_on_error=False,
             tags={**range_tags(first, last), RunTag.TRIGGER: "ingest",
                   RunTag.DAYS: ",".join(d for d in days if first <= d <= last)[:4000],
                   **_process_tags()},
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            run_config={"loggers": loggers},
         )
         for first, last in day_ranges(days)
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import dagster as dg
@@ -13,6 +14,7 @@ from ml_platform.pipeline.automation import (
     freshness_sensor,
 )
 from ml_platform.pipeline.datasets import dataset_assets
+from ml_platform.pipeline.executor import in_process_executor
 from ml_platform.pipeline.model import model_assets, pipeline_job
 from ml_platform.pipeline.registry_drift import registry_drift_sensor
 from ml_platform.pipeline.resources import resources_for
@@ -41,10 +43,15 @@ def build_definitions(specs: Sequence[ModelSpec] | None = None, *,
     specs = list(specs) if specs is not None else load_specs()
     datasets = list(datasets_of(specs).values())
     assets: list[dg.AssetsDefinition] = []
-    for ds in datasets:
-        assets += dataset_assets(ds)
-    for spec in specs:
-        assets += model_assets(spec)
+    with warnings.catch_warnings():
+        # Dagster flags its beta parameters (`backfill_policy`) each time an asset is defined,
+        # in every process that loads the code location: chosen on purpose, said here once.
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        for ds in datasets:
+            assets += dataset_assets(ds)
+        for spec in specs:
+            assets += model_assets(spec)
     checks = freshness_checks(specs, datasets)
     return dg.Definitions(
         assets=assets,
@@ -57,5 +64,5 @@ def build_definitions(specs: Sequence[ModelSpec] | None = None, *,
         # Every step but training is light; training runs in its own process (local) or its own
         # GPU pod (k8s: PipesK8sClient from the run pod), so a process or a pod per step would
         # only add start-up time per step. Both profiles execute in process.
-        executor=dg.in_process_executor,
+        executor=in_process_executor,
     )

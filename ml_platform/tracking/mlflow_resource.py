@@ -8,6 +8,7 @@ run per *training materialization*, created before the training process starts.
 from __future__ import annotations
 
 import os
+import time
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
 
 _ANSWERING: set[str] = set()
+REGISTRATION_TIMEOUT_S = 300
 
 
 class MlflowTracker(dg.ConfigurableResource):
@@ -137,9 +139,19 @@ class MlflowTracker(dg.ConfigurableResource):
             return sorted(existing, key=lambda v: int(v.version))[0]
         # MLflow 3 logs models as LoggedModels (`models:/m-<id>`): the version must name it.
         model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
-        return client.create_model_version(
-            model, model_uri, run_id=run_id, tags=tags, model_id=model_id
+        # MLflow's own wait says "Waiting up to 300 seconds..." on every registration, a wait that
+        # is over at once on this platform's servers: wait here, silently, for the same status.
+        version = client.create_model_version(
+            model, model_uri, run_id=run_id, tags=tags, model_id=model_id, await_creation_for=0
         )
+        deadline = time.monotonic() + REGISTRATION_TIMEOUT_S
+        while version.status == "PENDING_REGISTRATION" and time.monotonic() < deadline:
+            time.sleep(1)
+            version = client.get_model_version(model, version.version)
+        if version.status != "READY":
+            raise RuntimeError(f"model version {model} v{version.version} is {version.status} "
+                               f"after {REGISTRATION_TIMEOUT_S}s: {version.status_message or ''}")
+        return version
 
     def registered(self, model: str) -> bool:
         """Whether `model` is a registered model (it has had a version)."""
