@@ -46,10 +46,12 @@ def score_model(model_uri: str, tracking_uri: str, frame: pd.DataFrame, target: 
     """
     import mlflow
 
-    # Imported here, in the step's own thread, before MLflow loads the model's code: a first
-    # import of torch from MLflow's loading path has been seen to race ("partially
-    # initialized module 'torch'").
-    import torch  # noqa: F401
+    # Imported here, in the step's own thread, before MLflow loads the model's code: first
+    # imports of torch's lazily loaded parts from MLflow's loading path have been seen to fail
+    # in a daemon-launched run worker under load ("partially initialized module 'torch'",
+    # "torch._dynamo has no attribute 'guards'").
+    import torch._dynamo  # noqa: F401
+    import torch.export  # noqa: F401
 
     # `models:/` URIs resolve through the registry URI, which is process-global in MLflow.
     mlflow.set_tracking_uri(tracking_uri)
