@@ -184,7 +184,8 @@ class TrainingSpec(_Frozen):
         None, description="ranking: the column that, with the dataset's date column, names one "
                           "query (a user's feed of a day); the feature builder keeps it")
     window_days: int | None = Field(
-        None, ge=1, description="train on the newest N validated days only; None: every "
+        None, ge=1, description="train on the N calendar days that end with the newest "
+                                "validated day (a rejected day leaves a gap); None: every "
                                 "validated day")
     hidden: tuple[int, ...] = (64, 64)
     epochs: int = Field(20, ge=1)
