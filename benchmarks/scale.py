@@ -199,10 +199,10 @@ def seed_scale(days: int, rows_per_day: int) -> dict[str, object]:
     try:
         landed = land(home, START, days)
         first = ingest(home)
-        first_report = json.loads(first.output)
+        first_report = json.loads(first.output)[0]  # one report per dataset
         one_more = land(home, START + dt.timedelta(days=days), 1)
         daily = ingest(home)
-        daily_report = json.loads(daily.output)
+        daily_report = json.loads(daily.output)[0]
         return {
             "landed": landed, "first": first, "daily": daily, "one_more": one_more,
             "first_stages": stages(home, first_report["run_ids"]),
