@@ -299,13 +299,18 @@ def main() -> int:
     parser.add_argument("--skip-growth", action="store_true")
     parser.add_argument("--no-write", action="store_true")
     a = parser.parse_args()
-    seeds = [] if a.skip_seed else [seed_scale(a.days, a.rows_per_day) for _ in range(a.seed_repeats)]
     grown: dict[int, list[Command]] = {}
     if not a.skip_growth:
         for _ in range(a.repeats):
             for h in (int(x) for x in a.histories.split(",")):
                 grown.setdefault(h, []).append(growth(h, a.history_rows))
                 print(f"history {h}: daily retrain {grown[h][-1].wall_s:.1f} s", flush=True)
+    seeds: list[dict[str, object]] = []
+    for _ in range(0 if a.skip_seed else a.seed_repeats):
+        seeds.append(seed_scale(a.days, a.rows_per_day))
+        print(f"seed scale: first run {seeds[-1]['first'].wall_s:.1f} s, daily retrain "  # type: ignore[attr-defined]
+              f"{seeds[-1]['daily'].wall_s:.1f} s, peaks {_peaks(seeds[-1]['daily'])}",  # type: ignore[arg-type]
+              flush=True)
     publish(SECTION, render(a, seeds, grown), write=not a.no_write)
     return 0
 
