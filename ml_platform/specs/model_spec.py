@@ -333,11 +333,16 @@ def describe_error(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the safe loader, in C when built
+
+
 def load_spec(path: Path) -> ModelSpec:
     """Parse and validate one spec file; errors are one line naming the file and the field
     at fault, e.g. `invalid model spec x.yaml: promotion.primary_metric: 'ndcg' is not ...`."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        # libyaml's loader: ten times faster than PyYAML's Python one, which took most of the
+        # time of loading a thousand specs (docs/benchmarks.md)
+        raw = yaml.load(path.read_text(), Loader=_YAML_LOADER)
         return ModelSpec.model_validate(raw)
     except ValidationError as exc:
         raise SpecError(f"invalid model spec {path}: {describe_error(exc)}") from exc
