@@ -213,13 +213,15 @@ def seed_scale(days: int, rows_per_day: int) -> dict[str, object]:
         home.close()
 
 
-def growth(history: int, rows_per_day: int) -> Command:
+def growth(history: int, rows_per_day: int) -> tuple[Command, dict[str, dict[str, float]]]:
+    """The daily retrain after `history` days: the command and its stages."""
     home = make_home(rows_per_day)
     try:
         land(home, START, history)
         ingest(home)
         land(home, START + dt.timedelta(days=history), 1)
-        return ingest(home)
+        daily = ingest(home)
+        return daily, stages(home, json.loads(daily.output)[0]["run_ids"])
     finally:
         home.close()
 
@@ -247,7 +249,8 @@ def _peaks(cmd: Command) -> str:
 
 
 def render(a: argparse.Namespace, seeds: list[dict[str, object]],
-           grown: dict[int, list[Command]]) -> str:
+           grown: dict[int, list[Command]],
+           grown_stages: dict[int, dict[str, dict[str, float]]]) -> str:
     lines = ["## Scale: the seed's sizes end to end, and cost growth", "", *run_context(__file__), ""]
     if seeds:
         daily = statistics.median(s["daily"].wall_s for s in seeds)  # type: ignore[attr-defined]
@@ -283,7 +286,14 @@ def render(a: argparse.Namespace, seeds: list[dict[str, object]],
             runs = ", ".join(f"{c.wall_s:.1f}" for c in grown[h])
             lines.append(f"| {h} | {med[h]:.1f} | {runs} | {med[h] / base:.2f}x |")
         lines += ["", f"Budget: day {max(med)} costs at most 1.2x day {min(med)}: measured "
-                  f"{med[max(med)] / base:.2f}x ({med[max(med)] / base / 1.2:.2f} of the budget)."]
+                  f"{med[max(med)] / base:.2f}x ({med[max(med)] / base / 1.2:.2f} of the budget).",
+                  "", "Per stage of the daily retrain (seconds, the last run of each history):", ""]
+        names = [s for s in next(iter(grown_stages.values())) if not s.startswith("freshness")]
+        lines += ["| history (days) | " + " | ".join(names) + " |",
+                  "|---:|" + "---:|" * len(names)]
+        for h in sorted(grown_stages):
+            cells = [f"{grown_stages[h].get(s, {}).get('seconds', 0):.1f}" for s in names]
+            lines.append(f"| {h} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -300,10 +310,12 @@ def main() -> int:
     parser.add_argument("--no-write", action="store_true")
     a = parser.parse_args()
     grown: dict[int, list[Command]] = {}
+    grown_stages: dict[int, dict[str, dict[str, float]]] = {}
     if not a.skip_growth:
         for _ in range(a.repeats):
             for h in (int(x) for x in a.histories.split(",")):
-                grown.setdefault(h, []).append(growth(h, a.history_rows))
+                daily, grown_stages[h] = growth(h, a.history_rows)
+                grown.setdefault(h, []).append(daily)
                 print(f"history {h}: daily retrain {grown[h][-1].wall_s:.1f} s", flush=True)
     seeds: list[dict[str, object]] = []
     for _ in range(0 if a.skip_seed else a.seed_repeats):
@@ -311,7 +323,7 @@ def main() -> int:
         print(f"seed scale: first run {seeds[-1]['first'].wall_s:.1f} s, daily retrain "  # type: ignore[attr-defined]
               f"{seeds[-1]['daily'].wall_s:.1f} s, peaks {_peaks(seeds[-1]['daily'])}",  # type: ignore[arg-type]
               flush=True)
-    publish(SECTION, render(a, seeds, grown), write=not a.no_write)
+    publish(SECTION, render(a, seeds, grown, grown_stages), write=not a.no_write)
     return 0
 
 
