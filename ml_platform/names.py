@@ -87,9 +87,10 @@ def validated_lake_key(dataset: str, day: str) -> str:
     return f"{dataset}/validated/{day}.parquet"
 
 
-def features_lake_key(model: str, content_hash: str) -> str:
-    """Content-addressed: the same features are stored once."""
-    return f"{model}/features/{content_hash[:16]}.parquet"
+def features_lake_key(model: str, day: str) -> str:
+    """The feature table of one validated day of `model`'s dataset (rewritten when the day is
+    validated again; its Parquet metadata names the landed file it came from)."""
+    return f"{model}/features/{day}.parquet"
 
 
 def training_set_lake_key(model: str, training_set_hash: str) -> str:

@@ -52,15 +52,17 @@ def _plain(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class FeaturesRecord(StageRecord):
-    """The feature table of a model over its training window."""
+    """The feature tables one run computed: one per validated day of its partition range."""
 
     stage: ClassVar[str] = "features"
-    lake_key: str
-    content_hash: str
     partitions: list[str]
+    """The days whose feature table the run wrote (`lake_keys`)."""
+    lake_keys: dict[str, str]
     skipped_partitions: list[str] = field(default_factory=list)
+    """Days of the range with no validated table (rejected, never landed)."""
     sources: dict[str, str] = field(default_factory=dict)
     """`{day: sha256 of the landed file its validated table came from}`."""
+    rows: int = 0
 
 
 @dataclass(frozen=True)
@@ -71,12 +73,16 @@ class TrainingSetRecord(StageRecord):
     lake_key: str
     training_set_hash: str
     features_hash: str
+    """Content hash of the window's feature tables, concatenated oldest day first."""
     partitions: list[str]
+    """The validated days of the training window, oldest first."""
     sources: dict[str, str] = field(default_factory=dict)
     """`{day: sha256 of the landed file}`: the exact bytes, kept in the lake (lineage)."""
     rows_train: int = 0
     rows_valid: int = 0
     rows_test: int = 0
+    skipped_partitions: list[str] = field(default_factory=list)
+    """Days in the window that landed but have no validated table (rejected)."""
 
 
 @dataclass(frozen=True)

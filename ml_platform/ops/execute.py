@@ -44,7 +44,8 @@ def run_model_pipeline(defs: dg.Definitions, spec: ModelSpec, instance: dg.Dagst
     """One run of `<model>_pipeline` in this process: every landed day through serving, or
     with `retrain_only` a forced new training on the current training set and what follows
     (the inner loop after a code change: upstream untouched). Landed days with gaps between
-    them are copied and validated range by range first, so the training sees them all.
+    them are copied, validated and featurized range by range first, so the training sees them
+    all.
 
     Never raises on step failure: callers read the result (failed checks, skipped steps).
     `progress`: print its steps there (and Dagster's log only if verbose).
@@ -64,7 +65,8 @@ def run_model_pipeline(defs: dg.Definitions, spec: ModelSpec, instance: dg.Dagst
             run_config={"ops": {trained: {"config": {"force": True}}}, "loggers": loggers})
     *earlier, last = day_ranges(days)
     for first, end in earlier:
-        selection = [raw_key(spec.dataset.name), validated_key(spec.dataset.name)]
+        selection = [raw_key(spec.dataset.name), validated_key(spec.dataset.name),
+                     model_key(spec.name, "features")]
         run_job, loggers = _with_progress(job, console, progress, selection)
         run_job.execute_in_process(
             instance=instance, tags={**tags, **range_tags(first, end)}, raise_on_error=False,

@@ -61,6 +61,23 @@ def _landed_files(instance: dg.DagsterInstance, dataset: str, partitions: list[s
     return [files[d] for d in sorted(files)]
 
 
+def _features_runs(instance: dg.DagsterInstance, key: dg.AssetKey, partitions: list[str],
+                   before: float | None) -> dict[str, str]:
+    """`{day: the Dagster run that computed the day's feature table}` for the `partitions` of
+    a training set made at `before`: each day's newest `features` materialization until then."""
+    if not partitions:
+        return {}
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=partitions,
+                              before_timestamp=before + 1e-3 if before else None),
+        limit=len(partitions) * 20).records
+    runs: dict[str, str] = {}
+    for record in records:  # newest first
+        if record.partition_key:
+            runs.setdefault(record.partition_key, record.run_id)
+    return dict(sorted(runs.items()))
+
+
 def lineage(spec: ModelSpec, instance: dg.DagsterInstance, tracker: MlflowTracker,
             alias: str = names.PRODUCTION_ALIAS, version: str | None = None) -> dict[str, Any]:
     """alias (or version) → model version → MLflow run → Dagster run → training set →
@@ -87,8 +104,8 @@ def lineage(spec: ModelSpec, instance: dg.DagsterInstance, tracker: MlflowTracke
         dagster_run_id) or {}
     partitions: list[str] = list(training_set.get("partitions", []))
     features_hash = tags.get(Tag.FEATURES_HASH, "")
-    features = _materialization_metadata(
-        instance, model_key(name, "features"), {"content_hash": features_hash}, dagster_run_id) or {}
+    features_runs = _features_runs(instance, model_key(name, "features"), partitions,
+                                   training_set.get("timestamp"))
     return {
         "model": name,
         "alias": alias,
@@ -103,8 +120,9 @@ def lineage(spec: ModelSpec, instance: dg.DagsterInstance, tracker: MlflowTracke
         "code_version": tags.get(Tag.CODE_VERSION),
         "training_set": {"hash": ts_hash, "dagster_run_id": training_set.get("dagster_run_id"),
                          "materialized_at": training_set.get("timestamp")},
-        "features": {"hash": features_hash, "dagster_run_id": features.get("dagster_run_id"),
-                     "materialized_at": features.get("timestamp")},
+        "features": {"hash": features_hash,
+                     "dagster_run_id": features_runs[max(features_runs)] if features_runs else None,
+                     "dagster_run_ids": features_runs},
         "partitions": partitions,
         "raw_files": _landed_files(instance, spec.dataset.name, partitions,
                                    dict(training_set.get("sources") or {})),
@@ -134,6 +152,10 @@ def trained_on(day: str, dataset: str, specs: list[ModelSpec], instance: dg.Dags
             "model_versions": versions}
 
 
+def _more_runs(runs: set[str]) -> str:
+    return f", and {len(runs) - 1} more for older days" if len(runs) > 1 else ""
+
+
 def render(chain: dict[str, Any]) -> str:
     """The lineage chain as indented text for a terminal."""
     parts = chain["partitions"]
@@ -148,7 +170,8 @@ def render(chain: dict[str, Any]) -> str:
         f"  -> training set {chain['training_set']['hash'][:16]}"
         f"  (Dagster run {chain['training_set']['dagster_run_id']})",
         f"  -> features {chain['features']['hash'][:16]}"
-        f"  (Dagster run {chain['features']['dagster_run_id']})",
+        f"  (Dagster run {chain['features']['dagster_run_id']}"
+        f"{_more_runs(set(chain['features'].get('dagster_run_ids', {}).values()))})",
         f"  -> raw partitions {span}",
     ]
     lines += [f"       {f['partition']}  {f['file']}  sha256 {(f['sha256'] or '?')[:12]}"

@@ -58,3 +58,21 @@ def missing_days(days: list[str]) -> list[str]:
     first, last = dt.date.fromisoformat(min(days)), dt.date.fromisoformat(max(days))
     every = ((first + dt.timedelta(days=i)).isoformat() for i in range((last - first).days + 1))
     return [d for d in every if d not in present]
+
+
+def window_mapping(window_days: int | None) -> dg.PartitionMapping:
+    """How a training set's window maps onto day partitions: the `window_days` calendar days
+    ending with its newest day (a time-window mapping), or every day up to it without a
+    window."""
+    if window_days is None:
+        return dg.TimeWindowPartitionMapping(start_offset=-100_000)  # from the first partition
+    return dg.TimeWindowPartitionMapping(start_offset=-(window_days - 1))
+
+
+def window(ds: DatasetSpec, window_days: int | None, newest: str) -> list[str]:
+    """The day partitions of the training window that ends with day `newest`, oldest first
+    (`window_mapping`; none before `ds.start_date`)."""
+    partitions = day_partitions(ds)
+    result = window_mapping(window_days).get_upstream_mapped_partitions_result_for_partitions(
+        partitions.subset_with_partition_keys([newest]), partitions, partitions)
+    return sorted(result.partitions_subset.get_partition_keys())

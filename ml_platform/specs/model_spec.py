@@ -184,7 +184,8 @@ class TrainingSpec(_Frozen):
         None, description="ranking: the column that, with the dataset's date column, names one "
                           "query (a user's feed of a day); the feature builder keeps it")
     window_days: int | None = Field(
-        None, ge=1, description="train on the newest N validated days only; None: every "
+        None, ge=1, description="train on the N calendar days that end with the newest "
+                                "validated day (a rejected day leaves a gap); None: every "
                                 "validated day")
     hidden: tuple[int, ...] = (64, 64)
     epochs: int = Field(20, ge=1)
@@ -346,11 +347,16 @@ def describe_error(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the safe loader, in C when built
+
+
 def load_spec(path: Path) -> ModelSpec:
     """Parse and validate one spec file; errors are one line naming the file and the field
     at fault, e.g. `invalid model spec x.yaml: promotion.primary_metric: 'ndcg' is not ...`."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        # libyaml's loader: ten times faster than PyYAML's Python one, which took most of the
+        # time of loading a thousand specs (docs/benchmarks.md)
+        raw = yaml.load(path.read_text(), Loader=_YAML_LOADER)
         return ModelSpec.model_validate(raw)
     except ValidationError as exc:
         raise SpecError(f"invalid model spec {path}: {describe_error(exc)}") from exc

@@ -94,10 +94,10 @@ def test_failed_run_posts_to_the_webhook(instance: dg.DagsterInstance) -> None:
     try:
         defs = build_definitions([_spec()])
         job = defs.resolve_job_def("listing_price_pipeline")
-        # features over no landed day: the run fails, as a real one would
+        # a training set over no landed day: the run fails, as a real one would
         result = job.execute_in_process(
             instance=instance, raise_on_error=False,
-            asset_selection=[dg.AssetKey(["listing_price", "features"])],
+            asset_selection=[dg.AssetKey(["listing_price", "training_set"])],
             run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
         )
         assert not result.success

@@ -53,10 +53,10 @@ def test_feed_ranking_data_and_training_fields() -> None:
     assert spec.compute.gpu == 1 and spec.compute.tolerations
 
 
-def test_listing_price_keeps_the_defaults() -> None:
+def test_listing_price_is_pointwise_on_a_window() -> None:
     spec = load_spec(SPEC_DIR / "listing_price.yaml")
     assert spec.training.task == "regression"
-    assert spec.training.window_days is None
+    assert spec.training.window_days == 14  # keeps a daily retrain's cost flat
     assert spec.training.group_column is None
     assert spec.dataset.require_previous_day_complete is False
     assert group_columns(spec.training.feature_builder) == ()

@@ -146,7 +146,7 @@ CASES: dict[str, tuple[ModelSpec, dict[str, Any], Observation]] = {
     "training.group_column": (FR, {"training__group_column": "item_id"},
                               lambda s: request(s).query_columns),
     "training.window_days": (LP, {"training__window_days": 7},
-                             lambda s: asset_spec(s, model_key(s.name, "features")).description),
+                             lambda s: asset_spec(s, model_key(s.name, "training_set")).description),
     "training.hidden": (LP, {"training__hidden": [8]}, lambda s: request(s).hidden),
     "training.epochs": (LP, {"training__epochs": 2}, lambda s: request(s).epochs),
     "training.batch_size": (LP, {"training__batch_size": 7}, lambda s: request(s).batch_size),
