@@ -50,7 +50,7 @@ def score_model(model_uri: str, tracking_uri: str, frame: pd.DataFrame, target: 
     # imports of torch's lazily loaded parts from MLflow's loading path have been seen to fail
     # in a daemon-launched run worker under load ("partially initialized module 'torch'",
     # "torch._dynamo has no attribute 'guards'").
-    import torch._dynamo  # noqa: F401
+    import torch._dynamo
     import torch.export  # noqa: F401
 
     # `models:/` URIs resolve through the registry URI, which is process-global in MLflow.

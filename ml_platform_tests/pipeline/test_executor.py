@@ -66,7 +66,8 @@ def test_a_run_without_days_is_refused_before_any_step(instance: dg.DagsterInsta
     run, started = _execute(instance)
     assert run.status == dg.DagsterRunStatus.FAILURE and started == []
     message = _failure(instance, run)
-    assert ("bookings/raw, bookings/validated are partitioned by day and this run names no day: "
+    assert ("bookings/raw, bookings/validated, listing_price/features are partitioned by day and "
+            "this run names no day: "
             "run `ml-platform ingest`") in message
     assert f'--tags \'{{"{names.RunTag.PARTITION_RANGE_START}": ' in message
     assert instance.get_latest_materialization_event(dg.AssetKey(["bookings", "raw"])) is None
@@ -83,8 +84,8 @@ def test_a_run_needing_mlflow_without_a_server_is_refused(instance: dg.DagsterIn
 
 def test_runs_of_unpartitioned_assets_or_without_mlflow_go_on(instance: dg.DagsterInstance) -> None:
     # the second run of a UI backfill: the unpartitioned chain, no day named
-    run, started = _execute(instance, asset_selection=[model_key(MODEL, "features")])
-    assert started == ["listing_price__features"]  # it fails there: nothing validated yet
+    run, started = _execute(instance, asset_selection=[model_key(MODEL, "training_set")])
+    assert started == ["listing_price__training_set"]  # it fails there: nothing validated yet
     days = _land(1)
     run, started = _execute(instance, asset_selection=[dg.AssetKey(["bookings", "raw"])],
                             tags={names.RunTag.PARTITION_RANGE_START: days[0],
