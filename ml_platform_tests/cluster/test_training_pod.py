@@ -87,7 +87,11 @@ def served(api: kubernetes.client.CoreV1Api, tmp_path_factory: pytest.TempPathFa
     finally:
         for proc in procs:
             proc.terminate()
-            proc.wait(30)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:  # a file server busy sending to a pod
+                proc.kill()
+                proc.wait(30)
         log.close()
 
 
