@@ -16,10 +16,10 @@ from ml_platform.ops.progress import StepProgress
 from ml_platform.pipeline.day_state import day_states, due
 from ml_platform.pipeline.keys import model_key, raw_key, validated_key
 from ml_platform.pipeline.partitions import day_ranges, landed
-from ml_platform.pipeline.run_worker import process_alive
 from ml_platform.pipeline.sensors import range_tags
 from ml_platform.specs import DatasetSpec, ModelSpec
 from ml_platform.storage.interfaces import LandingStore
+from ml_platform.tracking.home_server import process_start
 
 
 def prepare_dagster_home(profile: str | None = None) -> Path:
@@ -96,7 +96,7 @@ def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
         tags={RunTag.HOST: host}))
     for run in records:
         pid = run.tags.get(RunTag.PID, "")
-        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and process_start(int(pid)) is None:
             instance.report_run_failed(run, f"the process that ran it ({host}:{pid}) is gone")
             # its claim on the `training` pool would otherwise hold the next training forever
             instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)

@@ -19,6 +19,7 @@ import dagster as dg
 from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
 
 from ml_platform.names import RunTag
+from ml_platform.tracking.home_server import process_start
 
 
 def record_run_worker(context: dg.AssetExecutionContext) -> None:
@@ -27,16 +28,6 @@ def record_run_worker(context: dg.AssetExecutionContext) -> None:
     if RunTag.PID not in context.run.tags:
         context.instance.add_run_tags(context.run_id, {RunTag.HOST: socket.gethostname(),
                                                        RunTag.PID: str(os.getpid())})
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class LocalRunLauncher(dg.DefaultRunLauncher):
@@ -51,7 +42,7 @@ class LocalRunLauncher(dg.DefaultRunLauncher):
         if not pid.isdigit() or host != socket.gethostname():
             # not known yet (no step has started), or on another machine: nothing to say
             return CheckRunHealthResult(WorkerStatus.RUNNING)
-        if process_alive(int(pid)):
+        if process_start(int(pid)) is not None:
             return CheckRunHealthResult(WorkerStatus.RUNNING)
         return CheckRunHealthResult(WorkerStatus.FAILED,
                                     f"the run worker {host}:{pid} is gone (killed or out of memory)")

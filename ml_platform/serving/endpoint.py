@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ml_platform import names, settings
+from ml_platform.tracking.home_server import process_start
 
 ENDPOINT_FILE = "endpoint.json"
 SWITCH_TIMEOUT_S = 600.0
@@ -95,14 +96,4 @@ def running_endpoint(home: Path | None = None) -> Endpoint | None:
         endpoint = Endpoint(**json.loads(endpoint_file(home).read_text()))
     except (FileNotFoundError, ValueError, TypeError):
         return None
-    return endpoint if _alive(endpoint.pid) else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return endpoint if process_start(endpoint.pid) is not None else None
