@@ -138,9 +138,7 @@ def dataset_assets(ds: DatasetSpec) -> list[dg.AssetsDefinition]:
     )
     def raw(context: dg.AssetExecutionContext, landing: LandingStore,
             lake: LakeStore) -> dg.MaterializeResult:
-        """Landed files, one per day, copied byte for byte into the lake. A file that cannot
-        be read (empty, truncated, not Parquet, withdrawn) is recorded with the reason and
-        left out; the other days of the run go on."""
+        # (the asset's description says what it does: it is built from the spec's retention)
         record_run_worker(context)
         with fail_fast():
             files, unreadable, removed = {}, {}, []
