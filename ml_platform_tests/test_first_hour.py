@@ -173,8 +173,9 @@ def test_dagster_job_execute_refuses_without_days_then_runs_with_them(demo_home:
     refused = _job_execute(demo_home)
     output = refused.stdout + refused.stderr
     assert refused.returncode == 1
-    assert ("RunRefused: listing_price_pipeline: bookings/raw, bookings/validated are partitioned "
-            "by day and this run names no day: run `ml-platform ingest`") in output
+    assert ("RunRefused: listing_price_pipeline: bookings/raw, bookings/validated, "
+            "listing_price/features are partitioned by day and this run names no day: "
+            "run `ml-platform ingest`") in output
     assert _steps_started(demo_home, output) == 0
 
     # the fix the message names: the days as tags (here the demo's), and an MLflow server

@@ -73,9 +73,12 @@ class Router:
             state.switching_to = version
             try:
                 new = await asyncio.to_thread(self.start, model, version, self.cache)
-            except BaseException as exc:
-                state.error = str(exc) if isinstance(exc, BackendError) else repr(exc)
+            except BackendError as exc:
+                state.error = str(exc)
                 raise
+            except Exception as exc:  # MLflow's own (a version whose files are not there yet)
+                state.error = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise BackendError(f"{model} v{version} could not be started: {state.error}") from exc
             finally:
                 state.switching_to = ""
             state.backend, state.error, state.state = new, "", "serving"
