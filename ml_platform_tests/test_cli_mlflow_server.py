@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -44,4 +45,7 @@ def test_demo_never_writes_into_an_unrelated_server(tmp_path: Path) -> None:
         assert (files.root / "mlflow.db").exists()
     finally:
         unrelated.stop(graceful=False)
+    deadline = time.monotonic() + 15  # the killed server's socket closes with its last child
+    while not port_is_free(port) and time.monotonic() < deadline:
+        time.sleep(0.5)
     assert port_is_free(port)
