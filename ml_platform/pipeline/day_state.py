@@ -28,6 +28,7 @@ import dagster as dg
 from ml_platform import names
 from ml_platform.names import RunTag
 from ml_platform.pipeline.keys import raw_key, validated_key
+from ml_platform.pipeline.upstream import all_materializations
 
 State = Literal["due", "in_flight", "rejected", "done"]
 _FINISHED_BADLY = {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
@@ -48,15 +49,10 @@ class DayState:
 
 def _latest_by_day(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict[str, dg.EventLogRecord]:
     latest: dict[str, dg.EventLogRecord] = {}
-    cursor = None
-    while True:  # newest first, a page at a time (the event log caps a page at 10,000)
-        page = instance.fetch_materializations(key, limit=10_000, cursor=cursor)
-        for record in page.records:
-            if record.partition_key and record.partition_key not in latest:
-                latest[record.partition_key] = record
-        if not page.has_more:
-            return latest
-        cursor = page.cursor
+    for record in all_materializations(instance, key):  # newest first
+        if record.partition_key and record.partition_key not in latest:
+            latest[record.partition_key] = record
+    return latest
 
 
 def _metadata(record: dg.EventLogRecord, name: str) -> object:

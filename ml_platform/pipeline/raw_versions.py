@@ -10,13 +10,13 @@ number, but never one that a registered model version was trained on.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
 
 from ml_platform import names
 from ml_platform.pipeline.keys import raw_key
+from ml_platform.pipeline.upstream import all_materializations
 from ml_platform.records import RecordError, RegisteredRecord, TrainedRecord, TrainingSetRecord
 from ml_platform.storage.interfaces import LakeStore
 
@@ -54,16 +54,6 @@ def _value(metadata_value: Any) -> Any:
     return getattr(metadata_value, "value", metadata_value)
 
 
-def _materializations(instance: dg.DagsterInstance, key: dg.AssetKey) -> Iterator[dg.EventLogRecord]:
-    cursor = None
-    while True:
-        page = instance.fetch_materializations(key, limit=1000, cursor=cursor)
-        yield from page.records
-        if not page.has_more:
-            return
-        cursor = page.cursor
-
-
 def versions_in_use(instance: dg.DagsterInstance) -> set[str]:
     """The sha256 of every landed version a registered model version was trained on, from
     the `registered`, `trained` and `training_set` materializations of every model."""
@@ -72,7 +62,7 @@ def versions_in_use(instance: dg.DagsterInstance) -> set[str]:
     for key in keys:
         if key.path[-1] in by_stage:
             by_stage[key.path[-1]] += [
-                dict(r.asset_materialization.metadata) for r in _materializations(instance, key)
+                dict(r.asset_materialization.metadata) for r in all_materializations(instance, key)
                 if r.asset_materialization is not None]
 
     def records(stage: str, kind: Any) -> list[Any]:

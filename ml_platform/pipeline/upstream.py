@@ -16,6 +16,7 @@ The stage records where its input came from (`upstream_metadata`), so the UI sho
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -33,6 +34,19 @@ class Upstream(Generic[R]):
     """The Dagster run that materialized it."""
     pinned: bool
     """True: read from before this run started (the run did not materialize it)."""
+
+
+def all_materializations(instance: dg.DagsterInstance, key: dg.AssetKey
+                         ) -> Iterator[dg.EventLogRecord]:
+    """Every materialization of `key`, newest first, a page at a time (the event log caps a
+    page at 10,000)."""
+    cursor = None
+    while True:
+        page = instance.fetch_materializations(key, limit=10_000, cursor=cursor)
+        yield from page.records
+        if not page.has_more:
+            return
+        cursor = page.cursor
 
 
 def _materialization_of_run(instance: dg.DagsterInstance, run_id: str,
