@@ -24,6 +24,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
+@pytest.fixture(autouse=True)
+def _environment_restored() -> Iterator[None]:
+    """No variable a test sets outlives it, whoever set it: MLflow's `set_tracking_uri` and
+    `set_registry_uri` write MLFLOW_*_URI into `os.environ`, and a later test's child
+    processes (the CLI, a daemon) would otherwise talk to this test's server."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
     """A real MLflow tracking server (SQLite + local artifacts) on a free loopback port."""

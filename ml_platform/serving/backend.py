@@ -23,6 +23,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ml_platform.tracking.scoring import download_model
 from ml_platform.tracking.server import free_port
 
 START_TIMEOUT_S = 180.0
@@ -48,13 +49,14 @@ def download(model: str, version: str, cache: Path) -> Path:
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     try:
-        mlflow.artifacts.download_artifacts(model_uri(model, version), dst_path=str(partial))
+        local = download_model(model_uri(model, version), mlflow.get_tracking_uri(), partial)
     except Exception as exc:
         shutil.rmtree(partial, ignore_errors=True)
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise BackendError(f"{model} v{version} could not be downloaded: {first}") from exc
     shutil.rmtree(target, ignore_errors=True)
-    partial.rename(target)
+    local.rename(target)  # `partial` itself, or the folder the files came in under it
+    shutil.rmtree(partial, ignore_errors=True)
     return target
 
 

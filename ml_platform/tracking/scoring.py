@@ -36,6 +36,28 @@ def model_input(model: Any, frame: pd.DataFrame) -> pd.DataFrame | np.ndarray:
     return frame[[c for c in names if c in frame.columns]]
 
 
+def download_model(model_uri: str, tracking_uri: str, dst: Path) -> Path:
+    """Download `model_uri` (`models:/<name>/<version>`, `models:/<name>@<alias>`,
+    `models:/<model id>` or an artifact URI) from `tracking_uri`'s server into `dst`.
+
+    MLflow resolves `models:/` through its process-global registry URI, whatever registry
+    is passed; `mlflow.set_registry_uri` would also write MLFLOW_REGISTRY_URI into the
+    environment that every child process inherits. So the URI is resolved here, with a
+    client that names its server."""
+    import mlflow
+    from mlflow.store.artifact.utils.models import get_model_name_and_version, is_models_uri
+
+    location = model_uri
+    if is_models_uri(model_uri):
+        client = mlflow.MlflowClient(tracking_uri, registry_uri=tracking_uri)
+        found = get_model_name_and_version(client, model_uri)
+        location = (client.get_logged_model(found[0]).artifact_location if len(found) == 1
+                    else client.get_model_version_download_uri(*found))
+    dst.mkdir(parents=True, exist_ok=True)
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=str(dst),
+                                                    tracking_uri=tracking_uri))
+
+
 def score_model(model_uri: str, tracking_uri: str, frame: pd.DataFrame, target: str, task: str,
                 groups: np.ndarray | None = None) -> dict[str, float]:
     """Download `model_uri`, load it with `mlflow.pyfunc`, predict `frame`'s rows (see
@@ -53,13 +75,8 @@ def score_model(model_uri: str, tracking_uri: str, frame: pd.DataFrame, target: 
     import torch._dynamo
     import torch.export  # noqa: F401
 
-    # `models:/` URIs resolve through the registry URI, which is process-global in MLflow.
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
     with tempfile.TemporaryDirectory() as tmp:
-        local = Path(mlflow.artifacts.download_artifacts(
-            artifact_uri=model_uri, dst_path=tmp, tracking_uri=tracking_uri
-        ))
+        local = download_model(model_uri, tracking_uri, Path(tmp))
         size = _size_mb(local)
         model = mlflow.pyfunc.load_model(str(local))
         predictions = np.asarray(model.predict(model_input(model, frame))).reshape(-1)

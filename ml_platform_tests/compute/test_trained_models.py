@@ -9,7 +9,8 @@ those of the training path, bit for bit; the model loads in a process where ml_p
 be imported; a real `mlflow models serve --env-manager local` process answers raw booking
 records with one price per row and a 400 naming a missing or mistyped column; and behavioural
 checks: one more bedroom does not cut the price, `booking_id` changes nothing, a better item
-ranks higher in the same user's feed. Nothing is faked.
+ranks higher in the same user's feed; scoring (the evaluation step's) uses the servers it is
+given and leaves no MLFLOW_* variable behind. Nothing is faked.
 """
 
 from __future__ import annotations
@@ -166,6 +167,21 @@ def test_listing_price_clears_its_gate(price: Trained) -> None:
 def test_feed_ranking_clears_its_gate(ranking: Trained) -> None:
     assert ranking.summary["test_ndcg_at_10"] > 0.78
     assert 0 < ranking.summary["test_precision_at_10"] <= 1
+
+
+def test_scoring_uses_the_servers_it_is_given_and_sets_none(price: Trained,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scoring names its servers: an MLFLOW_REGISTRY_URI from elsewhere (here: nothing
+    listens there) is not used, and no MLFLOW_* variable is left for child processes."""
+    from ml_platform.tracking.scoring import score_model
+
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", f"http://127.0.0.1:{free_port()}")
+    before = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
+    test = price.split("test")
+    metrics = score_model(price.uri, price.tracking_uri, test, price.spec.training.target,
+                          price.spec.training.task)
+    assert metrics["mae"] < 12
+    assert {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")} == before
 
 
 @pytest.mark.parametrize("which", ["price", "ranking"])
