@@ -90,14 +90,21 @@ def cmd_dev(args: argparse.Namespace) -> int:
     from ml_platform.ops.execute import prepare_dagster_home
     from ml_platform.ops.platform import mlflow_server, require_local
     from ml_platform.ops.process_guard import guarded_command
+    from ml_platform.specs import load_specs
 
     require_local("dev")
     home = prepare_dagster_home()
     with mlflow_server(args.mlflow_port) as server:
         server.wait_ready()
         env = {**os.environ, settings.DAGSTER_HOME_ENV: str(home)}
-        print(f"MLflow UI:  {env[settings.TRACKING_URI_ENV]}\nDagster UI: http://127.0.0.1:{args.port}\n"
+        dagster_url = f"http://127.0.0.1:{args.port}"
+        print(f"MLflow UI:  {env[settings.TRACKING_URI_ENV]}\nDagster UI: {dagster_url}\n"
               f"Endpoint:   http://127.0.0.1:{args.serve_port}/models/<model>/invocations")
+        # The UI's global lineage opens with each group collapsed: a model's chain, expanded
+        for spec in load_specs():
+            print(f"Lineage:    {dagster_url}/assets/{spec.name}/serving"
+                  "?view=lineage&lineageScope=upstream&lineageDepth=12")
+        sys.stdout.flush()  # before the children write to the same output
         # Each under a guard that stops it if this command dies, even by SIGKILL: the models'
         # endpoint (`ml-platform serve`, which the `serving` steps switch) and `dagster dev`.
         endpoint = subprocess.Popen(

@@ -110,6 +110,18 @@ def _click_text(browser: Browser, text: str) -> None:
         .filter(b => b.textContent.trim() === {json.dumps(text)}).forEach(b => b.click())""")
 
 
+def _close_assistant(browser: Browser) -> None:
+    """MLflow 3.17 opens its assistant panel beside the page on a first visit (a user closes it
+    once): close it, as a user would, with the panel's own close button."""
+    browser.js("""[...document.querySelectorAll('button')].filter(b => {
+            if (!/close/i.test(b.getAttribute('aria-label') || b.title || '')) return false;
+            for (let e = b.parentElement, i = 0; e && i < 4; e = e.parentElement, i++)
+                if ((e.innerText || '').includes('MLflow Assistant')) return true;
+            return false;
+        }).slice(0, 1).forEach(b => b.click())""")
+    time.sleep(1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dagster", default="http://127.0.0.1:3000")
@@ -142,12 +154,9 @@ def main() -> None:
             experiment = json.loads(r.read())["run"]["info"]["experiment_id"]
         # MLflow 3 opens its GenAI layout unless asked for the machine-learning one.
         ml_view = "?workflowType=machine_learning"
-        # MLflow 3.17 opens its assistant beside the page on a first visit: say it was seen
-        browser.open(f"{args.mlflow}/", settle_s=2)
-        browser.js("""localStorage.setItem('mlflow.assistant.panelOpen_v1', 'false');
-            localStorage.setItem('mlflow.assistant.fab.autoOpenedOnFirstLoad_v1', 'true')""")
         browser.open(f"{args.mlflow}/#/experiments/{experiment}/runs/{run_id}{ml_view}", settle_s=4)
         _wait_for_text(browser, "Parameters", timeout_s=120)
+        _close_assistant(browser)
         time.sleep(2)
         browser.shot(args.out / "mlflow_run.png")
         browser.open(f"{args.mlflow}/#/models/{args.model}{ml_view}", settle_s=4)

@@ -85,6 +85,7 @@ def serving_status(p: Platform) -> dict[str, Any]:
             "version": now.get("version") or None,
             "state": now.get("state", "not running"),
             "error": now.get("error", ""),
+            "restarts": now.get("restarts", 0),
             "production": _production(p, spec.name),
             "recorded": _recorded(p, spec.name).get("version"),
         })

@@ -11,8 +11,10 @@ Every answer from a model carries `X-Model-Version`. A switch starts the new ver
 server beside the old one, checks that it answers the model's input example, points the route
 at it (one assignment: each request reads the route once), waits for the requests still with
 the old one, then stops the old one. When the new version does not load or answer, the old one
-keeps serving and the switch answers 502 with the reason. The server is aiohttp (client and
-server in one library, already required by MLflow).
+keeps serving and the switch answers 502 with the reason. A scoring server that dies (a crash,
+an OOM kill) is restarted at the same version within seconds; meanwhile its model answers 503
+with `Retry-After`. The server is aiohttp (client and server in one library, already required by
+MLflow).
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ from ml_platform.serving.backend import Backend, BackendError
 DRAIN_TIMEOUT_S = 60.0
 """How long a switch waits for the requests still with the old version before stopping it."""
 REQUEST_TIMEOUT_S = 60.0
+SUPERVISE_INTERVAL_S = 2.0
+"""How often the router looks for a scoring server that died (crash, OOM kill, `kill`)."""
+RESTART_BACKOFF_S = (5.0, 300.0)
+"""After a failed restart, wait this long before the next try, doubling up to the maximum."""
 
 
 @dataclass
@@ -45,6 +51,9 @@ class ModelState:
     error: str = ""
     since: str = ""
     switching_to: str = ""
+    restarts: int = 0
+    next_restart: float = 0.0  # loop time before which no restart is tried (after a failure)
+    backoff: float = 0.0
 
 
 StartFn = Callable[[str, str, Path], Backend]
@@ -95,6 +104,34 @@ class Router:
             await asyncio.sleep(0.02)
         await asyncio.to_thread(old.stop)
 
+    async def supervise(self, note: Callable[[str], None],
+                        interval: float = SUPERVISE_INTERVAL_S) -> None:
+        """Forever: restart the version of a model whose scoring server died, as a switch to
+        the same version (requests meanwhile get 503). A restart that fails is tried again
+        after 5 s, then 10 s, ... up to 5 minutes; `note` hears each in one line."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(interval)
+            for model, state in self.models.items():
+                b = state.backend
+                if (b is None or b.process.poll() is None or self.locks[model].locked()
+                        or loop.time() < state.next_restart):
+                    continue
+                note(f"{model} v{b.version}: its scoring server exited with code "
+                     f"{b.process.returncode}: restarting it (log: {b.log_path})")
+                try:
+                    await self.switch(model, b.version)
+                except BackendError as exc:
+                    low, high = RESTART_BACKOFF_S
+                    state.backoff = min(high, state.backoff * 2 if state.backoff else low)
+                    state.next_restart = loop.time() + state.backoff
+                    note(f"{model} v{b.version}: restart failed, next try in "
+                         f"{state.backoff:.0f}s: {exc}")
+                else:
+                    state.restarts += 1
+                    state.backoff = state.next_restart = 0.0
+                    note(f"{model} v{b.version}: serving again (restart {state.restarts})")
+
     async def stop_all(self) -> None:
         for state in self.models.values():
             if state.backend is not None:
@@ -112,6 +149,7 @@ class Router:
             "version": b.version if b else "",
             "state": state.state if alive or b is None else "exited",
             "since": state.since,
+            "restarts": state.restarts,
             "switching_to": state.switching_to,
             "error": state.error,
             "backend_url": b.url if b else "",
@@ -154,6 +192,10 @@ class Router:
         if backend is None:
             return _error(503, "TEMPORARILY_UNAVAILABLE",
                           f"{model} has no version serving yet: {self.models[model].error or 'none'}")
+        if backend.process.poll() is not None:  # died: the supervisor is restarting it
+            return _error(503, "TEMPORARILY_UNAVAILABLE",
+                          f"{model} v{backend.version} is restarting: its scoring server exited",
+                          {names.MODEL_VERSION_HEADER: backend.version, "Retry-After": "5"})
         return backend
 
     async def _model_ping(self, request: web.Request) -> web.Response:
@@ -230,7 +272,13 @@ async def serve(router: Router, port: int, initial: dict[str, str], *,
                 note(f"{model} v{version}: {url}/models/{model}/invocations")
             except BackendError as exc:
                 note(f"{model}: not serving: {exc}")
-        await stop.wait()
+        supervisor = asyncio.create_task(router.supervise(note))
+        try:
+            await stop.wait()
+        finally:
+            supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await supervisor
     finally:
         with contextlib.suppress(Exception):
             await runner.cleanup()
