@@ -263,6 +263,21 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_costs(args: argparse.Namespace) -> int:
+    from ml_platform.ops.costs import render_costs, training_costs
+    from ml_platform.ops.platform import open_platform, require_model
+    from ml_platform.specs import load_specs
+
+    since = _day(args.since, "--since") if args.since else None
+    specs = load_specs()
+    if args.model:
+        specs = [require_model(specs, args.model)]
+    with open_platform(args.mlflow_port) as p:
+        report = training_costs(specs, p.tracker, since)
+    _print(report, args.json, render_costs(report))
+    return 0
+
+
 def cmd_promote(args: argparse.Namespace) -> int:
     from ml_platform.ops.platform import open_platform, require_model
     from ml_platform.ops.registry import promote
@@ -409,6 +424,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     _mlflow_port(p)
     p.set_defaults(fn=cmd_history)
+
+    p = _command(sub, "costs", "what the trainings used and cost, per model and per day (from "
+                 "their MLflow runs)", "ml-platform costs listing_price --since 2026-03-01 --json")
+    p.add_argument("model", nargs="?", help="only this model (default: every model)")
+    p.add_argument("--since", metavar="DATE",
+                   help="only trainings started on or after this day (YYYY-MM-DD, UTC)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _mlflow_port(p)
+    p.set_defaults(fn=cmd_costs)
 
     p = _command(sub, "promote", "promote a version (gates run unless --force)",
                  "ml-platform promote listing_price --version 3 --reason 'hotfix'")

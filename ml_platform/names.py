@@ -68,6 +68,7 @@ def drift_sensor(model: str) -> str:
 FAILURE_SENSOR: Final = "alert_on_run_failure"
 PREVIOUS_DAY_CHECK: Final = "previous_day_complete"
 PROMOTION_GATES_CHECK: Final = "promotion_gates"
+GPU_UTILIZATION_CHECK: Final = "gpu_utilization"
 TRAINING_POOL: Final = "training"
 """The concurrency pool of the `trained` steps (limits in the instance configuration)."""
 
@@ -145,6 +146,36 @@ class Tag:
     SOURCE_TYPE: Final = "mlflow.source.type"
     USER: Final = "mlflow.user"
     EXPERIMENT_KIND: Final = "mlflow.experimentKind"
+
+
+class Usage:
+    """What a training used and cost: keys on its MLflow run (numbers are metrics, the rest
+    tags) and in the `trained` asset's metadata, read back by `ml-platform costs`."""
+
+    PREFIX: Final = "usage."
+    WALL_SECONDS: Final = "usage.wall_seconds"
+    CPU_SECONDS: Final = "usage.cpu_seconds"
+    PEAK_MEMORY_MIB: Final = "usage.peak_memory_mib"
+    PROCESSES: Final = "usage.processes"
+    GPU: Final = "usage.gpu"
+    """Tag: the GPUs' names, or `NO_GPU`."""
+    GPU_COUNT: Final = "usage.gpu_count"
+    GPU_SECONDS: Final = "usage.gpu_seconds"
+    GPU_UTILIZATION: Final = "usage.gpu_utilization_pct"
+    """Mean over the samples and GPUs, in percent."""
+    GPU_PEAK_MEMORY_MIB: Final = "usage.gpu_peak_memory_mib"
+    REQUEST_CPU: Final = "usage.request.cpu"
+    REQUEST_MEMORY: Final = "usage.request.memory"
+    REQUEST_GPU: Final = "usage.request.gpu"
+    REQUEST_NODES: Final = "usage.request.nodes"
+    PRICES: Final = "usage.prices"
+    """Tag: the price table the cost was estimated with (JSON), or `NO_PRICES`."""
+    COST: Final = "usage.cost"
+    COST_GPU: Final = "usage.cost.gpu"
+    COST_CPU: Final = "usage.cost.cpu"
+    COST_MEMORY: Final = "usage.cost.memory"
+    NO_GPU: Final = "no GPU"
+    NO_PRICES: Final = "none"
 
 
 ML_EXPERIMENT_KIND: Final = "custom_model_development"

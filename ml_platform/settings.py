@@ -18,6 +18,12 @@ LANDING_PREFIX_ENV = "ML_PLATFORM_LANDING_PREFIX"
 LAKE_PREFIX_ENV = "ML_PLATFORM_LAKE_PREFIX"
 SERVING_ENV = "ML_PLATFORM_SERVING"
 """k8s: where the chart's model endpoints are (JSON, `serving.cluster.ClusterServing`)."""
+PRICES_ENV = "ML_PLATFORM_PRICES"
+"""The cluster-wide price table of trainings (JSON: `PRICE_FIELDS`); a spec's
+`compute.prices` overrides it. Unset: no cost is estimated."""
+PRICE_FIELDS = ("gpu_hour", "cpu_hour", "memory_gib_hour")
+"""A price table's entries: per GPU-hour, per CPU-hour (requested cores), per GiB-hour of
+requested memory; an entry left out costs nothing."""
 
 PROFILES = ("local", "k8s")
 TRAINERS = ("process", "pod")
@@ -52,6 +58,29 @@ def trainer() -> str:
         raise SettingError(f"{TRAINER_ENV}={value!r} is not a trainer; choose one of "
                            f"{', '.join(TRAINERS)}")
     return value
+
+
+def prices() -> dict[str, float] | None:
+    """The cluster-wide price table (`$ML_PLATFORM_PRICES`), None when unset or empty."""
+    import json
+
+    text = os.environ.get(PRICES_ENV, "").strip()
+    if not text:
+        return None
+    try:
+        table = json.loads(text)
+    except ValueError:
+        table = None
+    if not isinstance(table, dict):
+        raise SettingError(f"{PRICES_ENV} is not a JSON object such as "
+                           '{"gpu_hour": 2.5, "cpu_hour": 0.04, "memory_gib_hour": 0.005}')
+    unknown = sorted(set(table) - set(PRICE_FIELDS))
+    if unknown:
+        raise SettingError(f"{PRICES_ENV}: unknown price(s) {unknown}; known: {list(PRICE_FIELDS)}")
+    for key, value in table.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise SettingError(f"{PRICES_ENV}: {key}={value!r} is not a price (a number >= 0)")
+    return {key: float(table.get(key, 0.0)) for key in PRICE_FIELDS} if table else None
 
 
 def dagster_home() -> Path:

@@ -29,9 +29,16 @@ import pandas as pd
 
 from ml_platform.compute.model_export import log_raw_rows_model, predict_features
 from ml_platform.compute.request import TrainingRequest
+from ml_platform.compute.usage import UsageSampler, combine, usage_record
 from ml_platform.ml import checkpoint as checkpoints
 from ml_platform.ml import feature_transforms
-from ml_platform.ml.distributed import SINGLE, DistContext, broadcast_object, distributed_session
+from ml_platform.ml.distributed import (
+    SINGLE,
+    DistContext,
+    broadcast_object,
+    distributed_session,
+    gather_object,
+)
 from ml_platform.ml.features import FEATURE_PREFIX, feature_columns, query_ids, transform_config
 from ml_platform.ml.importance import permutation_importance
 from ml_platform.ml.metrics import metrics_for, ndcg_at_k
@@ -265,15 +272,18 @@ def _log_datasets(request: TrainingRequest, frame: pd.DataFrame, run_tags: dict[
 
 
 def run_training(request: TrainingRequest, log: Any = None, *, ctx: DistContext = SINGLE,
-                 device: torch.device | None = None) -> dict[str, Any]:
+                 device: torch.device | None = None, usage: UsageSampler | None = None
+                 ) -> dict[str, Any]:
     """Rank 0's part: train (with the other ranks, if any) and log params, datasets, system
-    metrics, per-epoch metrics, the curves, feature importance, the checkpoint and the
-    raw-rows model to the request's MLflow run; return a summary."""
+    metrics, per-epoch metrics, the curves, feature importance, the checkpoint, the
+    raw-rows model and what the training used (`usage`, started with the process; default:
+    from now on) to the request's MLflow run; return a summary."""
     import mlflow
-    from mlflow.entities import Metric
+    from mlflow.entities import Metric, RunTag
 
     from ml_platform.ml.distributed import select_device
 
+    usage = usage or UsageSampler().start()
     os.environ.setdefault(*_ASYNC_LOGGING_BUFFER)
     for name, value in _SYSTEM_METRICS:
         os.environ.setdefault(name, value)
@@ -322,6 +332,8 @@ def run_training(request: TrainingRequest, log: Any = None, *, ctx: DistContext 
             result = train_model(request, splits, ctx=ctx, device=device, on_epoch=on_epoch)
         finally:
             gc.unfreeze()
+        # The other ranks' usage, sent as they finish training (see `main`).
+        peers = [p for p in gather_object(None, ctx)[1:] if p is not None]
         began = time.perf_counter()
         mlflow.flush_async_logging()  # the per-epoch metrics still queued, if any
         flush = time.perf_counter() - began
@@ -350,9 +362,14 @@ def run_training(request: TrainingRequest, log: Any = None, *, ctx: DistContext 
         mlflow.set_tag(Tag.MODEL_URI, info.model_uri)
         mlflow.flush_async_logging()
         _log_system_metrics_once(client, request.mlflow_run_id)
+        used = usage_record(combine([usage.stop(), *peers]), request.requests, request.prices)
+        client.log_batch(request.mlflow_run_id,
+                         metrics=[Metric(k, v, int(time.time() * 1000), 0)
+                                  for k, v in used.metrics.items()],
+                         tags=[RunTag(k, v) for k, v in used.tags.items()])
 
     top = importance.head(TOP_FEATURES)
-    return {"model_uri": info.model_uri, **_summary(result, test),
+    return {"model_uri": info.model_uri, **_summary(result, test), **used.summary(),
             **{f"importance.{c}": float(v) for c, v in zip(top["column"], top["importance"],
                                                           strict=True)},
             "feature_importance_seconds": importance_seconds,
@@ -443,10 +460,13 @@ def main(argv: list[str] | None = None) -> None:
             args.output.write_text(json.dumps(summary, indent=2))
         return
 
+    # One sampler per node reads the node's GPUs: the local rank 0's.
+    usage = UsageSampler(gpus=ctx.local_rank == 0).start()
     if not ctx.is_main:
         with distributed_session(ctx) as (ctx, device):
             request = TrainingRequest.from_extras(broadcast_object(None, ctx))
             train_model(request, ctx=ctx, device=device)
+            gather_object(usage.stop(), ctx)  # to rank 0, which records the training's usage
         return
 
     from dagster_pipes import open_dagster_pipes
@@ -455,7 +475,7 @@ def main(argv: list[str] | None = None) -> None:
     with open_dagster_pipes() as pipes, distributed_session(ctx) as (ctx, device):
         request = TrainingRequest.from_extras(broadcast_object(dict(pipes.extras), ctx))
         pipes.log.info(f"training on {device} with {ctx.world_size} process(es)")
-        summary = run_training(request, log=pipes.log, ctx=ctx, device=device)
+        summary = run_training(request, log=pipes.log, ctx=ctx, device=device, usage=usage)
         pipes.report_asset_materialization(metadata=summary)
 
 

@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field
 from importlib.metadata import version as installed_version
 from typing import Any
 
+from ml_platform import settings
+from ml_platform.compute.usage import Requests
 from ml_platform.specs import ModelSpec
 
 ENTRYPOINT = "ml_platform.compute.entrypoint"
@@ -54,6 +56,14 @@ class TrainingRequest:
     rendezvous: str = ""
     """With `nodes` > 1: node 0's `host:port`, where torchrun's static rendezvous meets (the
     Kubernetes backend names a Service per attempt)."""
+    cpu: str = ""
+    """What each pod requests (the spec's `compute`): recorded with the usage, and what the
+    CPU and memory parts of the cost are of. Empty: not known (no cost for that part)."""
+    memory: str = ""
+    gpu: int = 0
+    prices: dict[str, float] = field(default_factory=dict)
+    """The price table of the cost estimate (`settings.PRICE_FIELDS`): the spec's
+    `compute.prices`, else the cluster's (`$ML_PLATFORM_PRICES`); empty: no estimate."""
 
     @classmethod
     def for_spec(cls, spec: ModelSpec, *, training_set_uri: str, mlflow_run_id: str,
@@ -62,6 +72,8 @@ class TrainingRequest:
         """The request for training `spec` on one training set, in one MLflow run: the only
         mapping from a spec to a request (the `trained` step and `ml-platform k8s render`)."""
         tr = spec.training
+        prices = (spec.compute.prices.model_dump() if spec.compute.prices is not None
+                  else settings.prices() or {})
         return cls(
             model=spec.name, task=tr.task, feature_builder=tr.feature_builder, target=tr.target,
             training_set_uri=training_set_uri, mlflow_run_id=mlflow_run_id,
@@ -72,6 +84,8 @@ class TrainingRequest:
             training_set_hash=training_set_hash, partitions=list(partitions),
             processes=spec.compute.processes, nodes=spec.compute.nodes,
             pip_requirements=runtime_requirements(),
+            cpu=spec.compute.cpu, memory=spec.compute.memory, gpu=spec.compute.gpu,
+            prices=prices,
         )
 
     def __post_init__(self) -> None:
@@ -81,6 +95,10 @@ class TrainingRequest:
     @property
     def world_size(self) -> int:
         return self.processes * self.nodes
+
+    @property
+    def requests(self) -> Requests:
+        return Requests(cpu=self.cpu, memory=self.memory, gpu=self.gpu, nodes=self.nodes)
 
     def to_extras(self) -> dict[str, Any]:
         return asdict(self)

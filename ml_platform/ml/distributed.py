@@ -215,6 +215,18 @@ def all_reduce_sum(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     return tensor
 
 
+def gather_object(obj: Any, ctx: DistContext) -> list[Any]:
+    """Every rank's `obj`, in rank order, on every rank (pickled in memory between our own
+    processes); one process: `[obj]`. Every rank must call it at the same point."""
+    if not ctx.is_distributed:
+        return [obj]
+    import torch.distributed as dist
+
+    gathered: list[Any] = [None] * ctx.world_size
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
 def broadcast_object(obj: T | None, ctx: DistContext, src: int = 0) -> T:
     """Rank `src`'s `obj` on every rank (pickled in memory between our own processes); the
     other ranks pass None."""

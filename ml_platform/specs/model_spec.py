@@ -228,6 +228,15 @@ class PromotionSpec(_Frozen):
     champion_tolerance: float = Field(0.0, ge=0, description="allowed slack vs the champion")
 
 
+class Prices(_Frozen):
+    """What a training costs, per hour of each resource it held (in one currency, yours): an
+    entry left out costs nothing. See docs/operations.md, "What each training used"."""
+
+    gpu_hour: float = Field(0.0, ge=0, description="per GPU-hour (GPUs measured by NVML)")
+    cpu_hour: float = Field(0.0, ge=0, description="per requested CPU core and hour")
+    memory_gib_hour: float = Field(0.0, ge=0, description="per GiB of requested memory and hour")
+
+
 class ComputeSpec(_Frozen):
     """What the training step asks of its compute backend."""
 
@@ -257,6 +266,14 @@ class ComputeSpec(_Frozen):
         description="training processes per node; default one per GPU (`gpu`), 1 without GPUs. "
                     "Over one process in all trains with DistributedDataParallel under torchrun",
     )
+    prices: Prices | None = Field(
+        None, description="this model's price table, instead of the cluster-wide one "
+                          "(`$ML_PLATFORM_PRICES`, the chart's `costs.prices`); None: that one, "
+                          "and no cost estimate when there is none")
+    min_gpu_utilization: float = Field(
+        30, ge=0, le=100,
+        description="percent: a training whose mean GPU utilisation stays below this gets a "
+                    "warning from the `gpu_utilization` check on `trained`")
 
     @model_validator(mode="after")
     def _one_gpu_per_process(self) -> ComputeSpec:
@@ -273,6 +290,11 @@ class ComputeSpec(_Frozen):
     @property
     def world_size(self) -> int:
         return self.processes * self.nodes
+
+
+_NOT_TRAINED = ("prices", "min_gpu_utilization")
+"""`compute` fields left out of the spec's fingerprint (hence of the training code version):
+changing them reuses the trained runs."""
 
 
 class ModelSpec(_Frozen):
@@ -325,7 +347,9 @@ class ModelSpec(_Frozen):
     def fingerprint(self) -> str:
         """Short hash of the spec, canonical (key order does not count: a spec rewritten with
         its columns in another order is the same spec): part of the training code version."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        # What a training costs and when its utilisation warns change nothing it trains.
+        dump = self.model_dump(mode="json", exclude={"compute": set(_NOT_TRAINED)})
+        canonical = json.dumps(dump, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 

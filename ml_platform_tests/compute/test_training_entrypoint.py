@@ -2,7 +2,8 @@
 process, torchrun on one node, torchrun across nodes), two ranks under a real `torchrun`
 training end to end without Pipes or MLflow to the metrics of one in-process run, and the local
 backend running two ranks through Dagster Pipes against a real MLflow server, where rank 0
-alone reports: one materialization, one metric per epoch, one logged model. Real processes,
+alone reports: one materialization, one metric per epoch, one logged model, the usage of both
+ranks. Real processes,
 real torch.distributed (gloo on CPU), a real MLflow server; nothing is faked."""
 
 from __future__ import annotations
@@ -136,6 +137,8 @@ def test_local_trainer_runs_two_ranks_through_pipes(training_set: Path, tmp_path
             events[0].event_specific_data.materialization.metadata.items()}
     assert meta["world_size"] == 2
     assert meta["epochs"] == EPOCHS
+    # The other rank's usage reaches rank 0's record (gathered after training).
+    assert meta["usage.processes"] == 2 and meta["usage.cpu_seconds"] > 0
     assert meta["test_mae"] < 15
 
     run = client.get_run(run_id)

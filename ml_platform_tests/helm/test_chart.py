@@ -299,6 +299,8 @@ def test_chart_installs_on_kubernetes_1_20(tmp_path: Path) -> None:
     ({"training": {"shmSize": "lots"}}, "/training/shmSize"),
     ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
     ({"dagster": {"concurrency": {"trainingSlots": 0}}}, "/dagster/concurrency/trainingSlots"),
+    ({"costs": {"prices": {"gpu": 2}}}, "additional properties 'gpu'"),
+    ({"costs": {"prices": {"gpu_hour": -1}}}, "/costs/prices/gpu_hour"),
 ])
 def test_values_schema_refuses_bad_values(tmp_path: Path, values: dict, error: str) -> None:
     file = tmp_path / "v.yaml"
@@ -473,3 +475,18 @@ def test_scheduler_hooks_reach_the_training_pod(tmp_path: Path) -> None:
     assert pod["spec"]["affinity"] == affinity
     assert pod["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu"
     assert pod["metadata"]["annotations"]["a"] == "b"
+
+
+def test_cost_prices_reach_the_training_request(tmp_path: Path) -> None:
+    """costs.prices becomes ML_PLATFORM_PRICES on every platform pod, which the `trained` step
+    puts in the training request; none by default (no cost estimate)."""
+    from ml_platform.compute.request import TrainingRequest
+
+    assert "ML_PLATFORM_PRICES" not in config_map(render("default"), "-env")
+    prices = {"gpu_hour": 2.5, "cpu_hour": 0.04, "memory_gib_hour": 0.005}
+    data = config_map(_template(tmp_path, {"costs": {"prices": prices}}), "env")
+    spec = load_specs()[0]
+    with env(ML_PLATFORM_PRICES=data["ML_PLATFORM_PRICES"]):
+        request = TrainingRequest.for_spec(spec, training_set_uri="u", mlflow_run_id="r",
+                                           checkpoint_dir="c")
+    assert request.prices == prices

@@ -189,6 +189,10 @@ CASES: dict[str, tuple[ModelSpec, dict[str, Any], Observation]] = {
                             lambda s: render_training_pod(s)["metadata"]["annotations"]),
     "compute.processes_per_node": (mutate(LP, compute__gpu=2), {"compute__processes_per_node": 1},
                                    lambda s: request(s).processes),
+    "compute.prices": (LP, {"compute__prices": {"gpu_hour": 2.5}}, lambda s: request(s).prices),
+    "compute.min_gpu_utilization": (LP, {"compute__min_gpu_utilization": 50},
+                                    lambda s: check_description(s, "trained",
+                                                                names.GPU_UTILIZATION_CHECK)),
 }
 
 

@@ -14,7 +14,7 @@ from dagster._core.errors import DagsterPipesExecutionError  # the training proc
 from ml_platform import names, settings
 from ml_platform.compute.request import TrainingRequest
 from ml_platform.compute.trainer import Trainer, training_env
-from ml_platform.names import Tag
+from ml_platform.names import Tag, Usage
 from ml_platform.pipeline.code_version import training_code_version
 from ml_platform.pipeline.model.common import Chain
 from ml_platform.pipeline.retries import MLFLOW_RETRY, fail_fast
@@ -88,13 +88,43 @@ def _train(context: dg.AssetExecutionContext, chain: Chain, ts: TrainingSetRecor
     return trainer.train(context, request, env=training_env(mlflow.uri))
 
 
+def gpu_utilization_check(summary: dict[str, Any], threshold: float,
+                          reused_run: str | None = None) -> dg.AssetCheckResult:
+    """Warns when the training's mean GPU utilisation stayed under `threshold` percent: the
+    GPUs mostly waited (for data, or because the request is bigger than the model needs)."""
+    def result(passed: bool, description: str) -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(check_name=names.GPU_UTILIZATION_CHECK, passed=passed,
+                                   severity=dg.AssetCheckSeverity.WARN, description=description)
+
+    if reused_run is not None:
+        return result(True, f"reused MLflow run {reused_run}: nothing trained")
+    util = summary.get(Usage.GPU_UTILIZATION)
+    if not isinstance(util, int | float):
+        return result(True, f"{Usage.NO_GPU}: the training ran on CPUs only")
+    gpus = int(summary.get(Usage.GPU_COUNT, 0))
+    if util < threshold:
+        return result(False, f"mean GPU utilisation {util:.1f}% over {gpus} GPU(s) stayed under "
+                             f"{threshold:g}%: the usual sign of a data-loading bottleneck or of "
+                             "an oversized request (fewer or smaller GPUs, or feed them faster)")
+    return result(True, f"mean GPU utilisation {util:.1f}% over {gpus} GPU(s) "
+                        f"(warns under {threshold:g}%)")
+
+
 def trained_asset(chain: Chain) -> dg.AssetsDefinition:
     code_version = training_code_version(chain.spec)
+    threshold = chain.spec.compute.min_gpu_utilization
 
     @dg.asset(
         key=chain.key("trained"), deps=[chain.key("training_set")], kinds={"pytorch", "mlflow"},
         code_version=code_version, retry_policy=MLFLOW_RETRY, pool=names.TRAINING_POOL,
-        tags={names.RunTag.GPU: str(chain.spec.compute.gpu)}, **chain.group,
+        tags={names.RunTag.GPU: str(chain.spec.compute.gpu)},
+        check_specs=[dg.AssetCheckSpec(
+            names.GPU_UTILIZATION_CHECK, asset=chain.key("trained"),
+            description=f"The training's mean GPU utilisation is at least {threshold:g}% "
+                        "(warns otherwise: a data-loading bottleneck or an oversized request); "
+                        "passes on CPU trainings.",
+        )],
+        **chain.group,
     )
     def trained(context: dg.AssetExecutionContext, config: TrainConfig, lake: LakeStore,
                 mlflow: MlflowTracker, trainer: Trainer) -> dg.MaterializeResult:
@@ -121,7 +151,9 @@ def trained_asset(chain: Chain) -> dg.AssetsDefinition:
                 **record.to_metadata(),
                 "mlflow_run_url": dg.MetadataValue.url(mlflow.run_url(run_id)),
                 **upstream_metadata(("training_set", ts)),
-                **{k: v for k, v in summary.items() if isinstance(v, int | float)},
-            })
+                **{k: v for k, v in summary.items()
+                   if isinstance(v, int | float) or k.startswith(Usage.PREFIX)},
+            }, check_results=[gpu_utilization_check(
+                summary, threshold, reused_run=run_id if reusable is not None else None)])
 
     return trained
