@@ -163,12 +163,20 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
-    from ml_platform.ops.lineage import lineage, render, trained_on
+    from ml_platform.ops.lineage import (
+        lineage,
+        prediction_lineage,
+        render,
+        render_prediction,
+        trained_on,
+    )
     from ml_platform.ops.platform import open_platform, require_dataset, require_model
     from ml_platform.specs import load_specs
 
     if not args.model and not args.partition:
         raise UsageError("lineage needs MODEL or --partition DATASET/YYYY-MM-DD")
+    if args.predictions:
+        _day(args.predictions, "--predictions day")
     dataset, _, day = (args.partition or "").partition("/")
     if args.partition:
         if not day:
@@ -186,6 +194,11 @@ def cmd_lineage(args: argparse.Namespace) -> int:
                       f"{'  <- production' if v['in_production'] else ''}"
                       for v in answer["model_versions"]] or ["  no model version trained on it"]
             _print(answer, args.json, "\n".join(lines))
+            return 0
+        if args.predictions:
+            chain = prediction_lineage(p.spec(args.model), p.instance, p.tracker,
+                                       args.predictions)
+            _print(chain, args.json, render_prediction(chain))
             return 0
         chain = lineage(p.spec(args.model), p.instance, p.tracker, alias=args.alias,
                         version=args.version)
@@ -379,6 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--alias", default=names.PRODUCTION_ALIAS, help="follow this alias")
     group.add_argument("--version", help="follow this version")
     group.add_argument("--partition", help="DATASET/YYYY-MM-DD: the reverse question")
+    group.add_argument("--predictions", metavar="DAY",
+                       help="YYYY-MM-DD: from MODEL's predictions of that day to the version "
+                            "that scored them")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     _mlflow_port(p)
     p.set_defaults(fn=cmd_lineage)

@@ -275,6 +275,17 @@ class ComputeSpec(_Frozen):
         return self.processes * self.nodes
 
 
+class BatchInferenceSpec(_Frozen):
+    """Batch predictions: `<model>/predictions`, each validated day scored with the production
+    version, partitioned like the dataset."""
+
+    enabled: bool = Field(
+        False, description="add `<model>/predictions`: every validated day scored with the "
+                           "production version, one Parquet table per day, run with the "
+                           "dataset's retrain runs; a promotion marks the days scored by the "
+                           "old version stale")
+
+
 class ModelSpec(_Frozen):
     """One model: its data, training, promotion gates, compute needs and freshness."""
 
@@ -286,6 +297,7 @@ class ModelSpec(_Frozen):
     promotion: PromotionSpec
     compute: ComputeSpec = ComputeSpec()
     freshness: FreshnessWindow = FreshnessWindow(warn_hours=48, fail_hours=96)
+    batch_inference: BatchInferenceSpec = BatchInferenceSpec()
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:
@@ -324,8 +336,10 @@ class ModelSpec(_Frozen):
     @property
     def fingerprint(self) -> str:
         """Short hash of the spec, canonical (key order does not count: a spec rewritten with
-        its columns in another order is the same spec): part of the training code version."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        its columns in another order is the same spec): part of the training code version.
+        `batch_inference` is left out: it changes what is scored, not what is trained."""
+        canonical = json.dumps(self.model_dump(mode="json", exclude={"batch_inference"}),
+                               sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
