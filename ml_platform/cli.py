@@ -269,6 +269,30 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predictions(args: argparse.Namespace) -> int:
+    from ml_platform.ops.platform import open_platform, require_model
+    from ml_platform.ops.predictions import predictions_status, render_predictions, rescore
+    from ml_platform.ops.predictions import require_predictions
+    from ml_platform.pipeline.build import build_definitions
+    from ml_platform.specs import load_specs
+
+    require_predictions(require_model(load_specs(), args.model))
+    with open_platform(args.mlflow_port) as p:
+        spec = p.spec(args.model)
+        defs = build_definitions(p.specs, profile=p.profile)
+        status = predictions_status(defs, spec, p.instance, p.lake)
+        failed = []
+        if args.rescore and status["to_score"]:
+            results = rescore(defs, spec, p.instance, status["to_score"])
+            failed = [r.run_id for r in results if not r.success]
+            status = predictions_status(defs, spec, p.instance, p.lake)
+    _print(status, args.json, render_predictions(status))
+    if failed:
+        raise PlatformError(f"{spec.name}: re-scoring failed in run(s) {', '.join(failed)}; "
+                            "see `ml-platform dev` for details")
+    return 0
+
+
 def cmd_promote(args: argparse.Namespace) -> int:
     from ml_platform.ops.platform import open_platform, require_model
     from ml_platform.ops.registry import promote
@@ -418,6 +442,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     _mlflow_port(p)
     p.set_defaults(fn=cmd_history)
+
+    p = _command(sub, "predictions", "a model's batch predictions: the version that scored "
+                 "each validated day, stale days; --rescore scores the stale and missing ones",
+                 "ml-platform predictions listing_price --rescore")
+    p.add_argument("model", help="model name (its spec enables batch_inference)")
+    p.add_argument("--rescore", action="store_true",
+                   help="score every stale or not yet scored day with the production version")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _mlflow_port(p)
+    p.set_defaults(fn=cmd_predictions)
 
     p = _command(sub, "promote", "promote a version (gates run unless --force)",
                  "ml-platform promote listing_price --version 3 --reason 'hotfix'")

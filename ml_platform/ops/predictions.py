@@ -23,6 +23,7 @@ from ml_platform.pipeline.sensors import range_tags
 from ml_platform.pipeline.upstream import all_materializations
 from ml_platform.records import PredictionsRecord, RecordError
 from ml_platform.specs import ModelSpec
+from ml_platform.storage.interfaces import LakeStore
 
 
 class _Loading(LoadingContext):
@@ -118,3 +119,36 @@ def rescore(defs: dg.Definitions, spec: ModelSpec, instance: dg.DagsterInstance,
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
         for first, last in day_ranges(days)
     ]
+
+
+def validated_days(lake: LakeStore, dataset: str) -> list[str]:
+    """The days of `dataset` with a validated table in the lake: the days there are to score."""
+    prefix = names.validated_lake_key(dataset, "")
+    return sorted(k.removeprefix(prefix).removesuffix(".parquet")
+                  for k in lake.list_keys(prefix) if k.endswith(".parquet"))
+
+
+def predictions_status(defs: dg.Definitions, spec: ModelSpec, instance: dg.DagsterInstance,
+                       lake: LakeStore) -> dict[str, Any]:
+    """Each validated day: scored (by which version, stale or not) or not scored yet; and the
+    days a re-scoring would take (stale or not scored)."""
+    scored = {d.day: d for d in scored_days(defs, spec, instance)}
+    days = sorted(set(validated_days(lake, spec.dataset.name)) | set(scored))
+    return {
+        "model": spec.name,
+        "days": [scored[d].to_dict() if d in scored else {"day": d, "version": None}
+                 for d in days],
+        "to_score": [d for d in days if d not in scored or scored[d].stale],
+    }
+
+
+def render_predictions(status: dict[str, Any]) -> str:
+    lines = [f"{status['model']}/predictions: {len(status['days'])} validated day(s), "
+             f"{len(status['to_score'])} stale or not scored"]
+    for d in status["days"]:
+        if d["version"] is None:
+            lines.append(f"  {d['day']}  not scored")
+        else:
+            state = f"STALE ({d['stale_because']})" if d["stale"] else "fresh"
+            lines.append(f"  {d['day']}  v{d['version']}  {d['rows']} rows  {state}")
+    return "\n".join(lines)

@@ -1,14 +1,20 @@
 """Batch predictions (`<model>/predictions`, `batch_inference` in the spec): each validated day
 scored with the production version and recording it; a promotion (a forced manual one) and a
 rollback make the days scored by the other version stale in Dagster's own stale status (what
-the UI shows); re-scoring brings them back; lineage goes from a prediction day to its version.
-Real MLflow server, real SQLite Dagster instance, real training; nothing is faked."""
+the UI shows); re-scoring brings them back; lineage goes from a prediction day to its version;
+`ml-platform predictions` and `lineage --predictions` (in process). Real MLflow server, real SQLite Dagster instance, real training; nothing is faked."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+import yaml
 
 from ml_platform import names
+from ml_platform.cli import main
 from ml_platform.ops.execute import run_model_pipeline
 from ml_platform.ops.lineage import prediction_lineage, render_prediction
 from ml_platform.ops.predictions import rescore, scored_days
@@ -18,6 +24,7 @@ from ml_platform.pipeline.keys import model_key
 from ml_platform.storage.lake import Lake
 from ml_platform.storage.landing import LandingZone
 from ml_platform_tests.pipeline.conftest import DAYS, START, Platform, small_spec
+from ml_platform_tests.services import env
 
 DAYS_SCORED = [(START + dt.timedelta(days=i)).isoformat() for i in range(DAYS)]
 
@@ -75,3 +82,27 @@ def test_predictions_follow_production_and_go_stale_when_it_moves(platform: Plat
     assert (p["version"], p["production_version"], p["scored_by_production"]) == ("2", "1", False)
     assert chain["version"] == "2" and chain["mlflow_run"]["id"] == p["mlflow_run_id"]
     assert chain["partitions"] == DAYS_SCORED  # the days v2 was trained on
+
+
+def test_cli_lists_stale_days_rescores_them_and_follows_a_day(
+        platform: Platform, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """After the test above (production back at v1, three days scored by v2)."""
+    spec = platform.spec
+    (tmp_path / f"{spec.name}.yaml").write_text(yaml.safe_dump(spec.model_dump(mode="json")))
+    with env(ML_PLATFORM_SPEC_DIR=str(tmp_path)):
+        assert main(["predictions", spec.name, "--json"]) == 0
+        listed = json.loads(capsys.readouterr().out)
+        assert listed["to_score"] == DAYS_SCORED[:3]
+
+        assert main(["predictions", spec.name, "--rescore"]) == 0
+        out = capsys.readouterr().out
+        assert "0 stale or not scored" in out and f"{DAYS_SCORED[0]}  v1" in out
+
+        assert main(["lineage", spec.name, "--predictions", DAYS_SCORED[0]]) == 0
+        out = capsys.readouterr().out
+        assert f"{spec.name}/predictions {DAYS_SCORED[0]}" in out and "scored by v1" in out
+        assert f"{spec.name} v1 [production]" in out
+
+        assert main(["lineage", spec.name, "--predictions", "2020-01-01"]) == 2
+        assert f"{spec.name} has no predictions for 2020-01-01; scored days: " \
+               f"{DAYS_SCORED[0]}..{DAYS_SCORED[-1]}" in capsys.readouterr().err
