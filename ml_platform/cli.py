@@ -271,8 +271,12 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 def cmd_predictions(args: argparse.Namespace) -> int:
     from ml_platform.ops.platform import open_platform, require_model
-    from ml_platform.ops.predictions import predictions_status, render_predictions, rescore
-    from ml_platform.ops.predictions import require_predictions
+    from ml_platform.ops.predictions import (
+        predictions_status,
+        render_predictions,
+        require_predictions,
+        rescore,
+    )
     from ml_platform.pipeline.build import build_definitions
     from ml_platform.specs import load_specs
 

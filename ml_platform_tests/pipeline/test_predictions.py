@@ -2,7 +2,8 @@
 scored with the production version and recording it; a promotion (a forced manual one) and a
 rollback make the days scored by the other version stale in Dagster's own stale status (what
 the UI shows); re-scoring brings them back; lineage goes from a prediction day to its version;
-`ml-platform predictions` and `lineage --predictions` (in process). Real MLflow server, real SQLite Dagster instance, real training; nothing is faked."""
+`ml-platform predictions` and `lineage --predictions` (in process). Real MLflow server, real
+SQLite Dagster instance, real training; nothing is faked."""
 
 from __future__ import annotations
 
