@@ -170,12 +170,20 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
-    from ml_platform.ops.lineage import lineage, render, trained_on
+    from ml_platform.ops.lineage import (
+        lineage,
+        prediction_lineage,
+        render,
+        render_prediction,
+        trained_on,
+    )
     from ml_platform.ops.platform import open_platform, require_dataset, require_model
     from ml_platform.specs import load_specs
 
     if not args.model and not args.partition:
         raise UsageError("lineage needs MODEL or --partition DATASET/YYYY-MM-DD")
+    if args.predictions:
+        _day(args.predictions, "--predictions day")
     dataset, _, day = (args.partition or "").partition("/")
     if args.partition:
         if not day:
@@ -193,6 +201,11 @@ def cmd_lineage(args: argparse.Namespace) -> int:
                       f"{'  <- production' if v['in_production'] else ''}"
                       for v in answer["model_versions"]] or ["  no model version trained on it"]
             _print(answer, args.json, "\n".join(lines))
+            return 0
+        if args.predictions:
+            chain = prediction_lineage(p.spec(args.model), p.instance, p.tracker,
+                                       args.predictions)
+            _print(chain, args.json, render_prediction(chain))
             return 0
         chain = lineage(p.spec(args.model), p.instance, p.tracker, alias=args.alias,
                         version=args.version)
@@ -275,6 +288,34 @@ def cmd_costs(args: argparse.Namespace) -> int:
     with open_platform(args.mlflow_port) as p:
         report = training_costs(specs, p.tracker, since)
     _print(report, args.json, render_costs(report))
+    return 0
+
+
+def cmd_predictions(args: argparse.Namespace) -> int:
+    from ml_platform.ops.platform import open_platform, require_model
+    from ml_platform.ops.predictions import (
+        predictions_status,
+        render_predictions,
+        require_predictions,
+        rescore,
+    )
+    from ml_platform.pipeline.build import build_definitions
+    from ml_platform.specs import load_specs
+
+    require_predictions(require_model(load_specs(), args.model))
+    with open_platform(args.mlflow_port) as p:
+        spec = p.spec(args.model)
+        defs = build_definitions(p.specs, profile=p.profile)
+        status = predictions_status(defs, spec, p.instance, p.lake)
+        failed = []
+        if args.rescore and status["to_score"]:
+            results = rescore(defs, spec, p.instance, status["to_score"])
+            failed = [r.run_id for r in results if not r.success]
+            status = predictions_status(defs, spec, p.instance, p.lake)
+    _print(status, args.json, render_predictions(status))
+    if failed:
+        raise PlatformError(f"{spec.name}: re-scoring failed in run(s) {', '.join(failed)}; "
+                            "see `ml-platform dev` for details")
     return 0
 
 
@@ -401,6 +442,9 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--alias", default=names.PRODUCTION_ALIAS, help="follow this alias")
     group.add_argument("--version", help="follow this version")
     group.add_argument("--partition", help="DATASET/YYYY-MM-DD: the reverse question")
+    group.add_argument("--predictions", metavar="DAY",
+                       help="YYYY-MM-DD: from MODEL's predictions of that day to the version "
+                            "that scored them")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     _mlflow_port(p)
     p.set_defaults(fn=cmd_lineage)
@@ -433,6 +477,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     _mlflow_port(p)
     p.set_defaults(fn=cmd_costs)
+
+    p = _command(sub, "predictions", "a model's batch predictions: the version that scored "
+                 "each validated day, stale days; --rescore scores the stale and missing ones",
+                 "ml-platform predictions listing_price --rescore")
+    p.add_argument("model", help="model name (its spec enables batch_inference)")
+    p.add_argument("--rescore", action="store_true",
+                   help="score every stale or not yet scored day with the production version")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _mlflow_port(p)
+    p.set_defaults(fn=cmd_predictions)
 
     p = _command(sub, "promote", "promote a version (gates run unless --force)",
                  "ml-platform promote listing_price --version 3 --reason 'hotfix'")

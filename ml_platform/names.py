@@ -15,6 +15,9 @@ from typing import Final
 STAGES: Final = ("features", "training_set", "trained", "evaluation", "registered",
                  "production", "serving")
 """The stages of every model's chain, in order: each one depends on the one before."""
+OPTIONAL_STAGES: Final = ("predictions",)
+"""Stages a spec may add beside the chain: `predictions` (`batch_inference`), downstream of the
+dataset's validated days and of `production`."""
 RETRAIN_STAGES: Final = STAGES[STAGES.index("trained"):]
 """What a retrain of an unchanged training set runs (`demo --retrain`: the inner loop)."""
 DATASET_STAGES: Final = ("raw", "validated")
@@ -29,8 +32,8 @@ def dataset_asset_path(dataset: str, stage: str) -> list[str]:
 
 def model_asset_path(model: str, stage: str) -> list[str]:
     """`[model, stage]`: the path of `<model>/<stage>`."""
-    if stage not in STAGES:
-        raise ValueError(f"unknown model stage {stage!r}; known: {STAGES}")
+    if stage not in STAGES and stage not in OPTIONAL_STAGES:
+        raise ValueError(f"unknown model stage {stage!r}; known: {STAGES + OPTIONAL_STAGES}")
     return [model, stage]
 
 
@@ -97,6 +100,11 @@ def features_lake_key(model: str, day: str) -> str:
 def training_set_lake_key(model: str, training_set_hash: str) -> str:
     """Content-addressed: an existing snapshot is never rewritten."""
     return f"{model}/training_set/{training_set_hash[:16]}.parquet"
+
+
+def predictions_lake_key(model: str, day: str) -> str:
+    """The predictions of one validated day (rewritten when the day is scored again)."""
+    return f"{model}/predictions/{day}.parquet"
 
 
 def serving_lake_key(model: str) -> str:

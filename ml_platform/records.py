@@ -142,3 +142,24 @@ class PromotionRecord(StageRecord):
     gates: str = ""
     forced: bool = False
     dagster_run_id: str = ""
+
+
+@dataclass(frozen=True)
+class PredictionsRecord(StageRecord):
+    """The days one run scored, and the production version that scored them."""
+
+    stage: ClassVar[str] = "predictions"
+    model: str
+    version: str
+    """The production version that scored every day of `partitions`."""
+    model_uri: str
+    mlflow_run_id: str
+    """The MLflow run that trained `version`."""
+    partitions: list[str]
+    lake_keys: dict[str, str]
+    rows: dict[str, int]
+    """`{day: rows scored}`."""
+    sources: dict[str, str] = field(default_factory=dict)
+    """`{day: sha256 of the landed file its validated table came from}`."""
+    skipped_partitions: list[str] = field(default_factory=list)
+    """Days of the range with no validated table (rejected, never landed)."""

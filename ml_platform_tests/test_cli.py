@@ -40,6 +40,11 @@ def _error(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
     (["lineage", "--partition", "bookings"], "is not DATASET/YYYY-MM-DD"),
     (["lineage", "--partition", "nope/2026-01-01"], "unknown dataset 'nope'"),
     (["lineage"], "lineage needs MODEL or --partition"),
+    (["lineage", "listing_price", "--predictions", "2026-13-01"],
+     "--predictions day '2026-13-01' is not a calendar date"),
+    (["predictions", "nope"], "unknown model 'nope'"),
+    (["predictions", "feed_ranking"], "feed_ranking has no predictions: its spec does not "
+                                      "enable batch_inference"),
 ])
 def test_usage_errors_are_one_line_with_status_2(capsys: pytest.CaptureFixture[str],
                                                  argv: list[str], expected: str) -> None:

@@ -152,6 +152,46 @@ def trained_on(day: str, dataset: str, specs: list[ModelSpec], instance: dg.Dags
             "model_versions": versions}
 
 
+def prediction_lineage(spec: ModelSpec, instance: dg.DagsterInstance, tracker: MlflowTracker,
+                       day: str) -> dict[str, Any]:
+    """A prediction day → the model version that scored it → its MLflow run, Dagster run,
+    training set and the days it was trained on (`lineage`), plus the production version now
+    (a day scored by another one is stale)."""
+    from ml_platform.ops.predictions import latest_predictions, require_predictions
+
+    require_predictions(spec)
+    scored = latest_predictions(instance, spec.name)
+    if day not in scored:
+        known = f"{min(scored)}..{max(scored)} ({len(scored)} days)" if scored else "none yet"
+        raise NotFound(f"{spec.name} has no predictions for {day}; scored days: {known}")
+    record, event = scored[day]
+    production = tracker.alias_version(spec.name, names.PRODUCTION_ALIAS)
+    return {
+        "predictions": {
+            "model": spec.name, "partition": day, "version": record.version,
+            "model_uri": record.model_uri, "mlflow_run_id": record.mlflow_run_id,
+            "rows": record.rows.get(day), "lake_key": record.lake_keys.get(day),
+            "source_sha256": record.sources.get(day), "dagster_run_id": event.run_id,
+            "dagster_run_url": tracker.dagster_run_url(event.run_id),
+            "scored_at": event.timestamp, "production_version": production,
+            "scored_by_production": record.version == production,
+        },
+        **lineage(spec, instance, tracker, version=record.version),
+    }
+
+
+def render_prediction(chain: dict[str, Any]) -> str:
+    """`prediction_lineage` as indented text: the scored day, then the version's lineage."""
+    p = chain["predictions"]
+    now = ("production" if p["scored_by_production"] else
+           f"stale: production is v{p['production_version'] or '-'}, re-score the day")
+    return "\n".join([
+        f"{p['model']}/predictions {p['partition']}: {p['rows']} rows  {p['lake_key']}  [{now}]",
+        f"  scored by v{p['version']} in Dagster run {p['dagster_run_id']}  {p['dagster_run_url']}",
+        *("  " + line for line in render(chain).splitlines()),
+    ])
+
+
 def _more_runs(runs: set[str]) -> str:
     return f", and {len(runs) - 1} more for older days" if len(runs) > 1 else ""
 

@@ -11,7 +11,7 @@ from ml_platform.names import Tag
 from ml_platform.ops.errors import NotFound, PlatformError
 from ml_platform.pipeline.history import migrate_legacy_history, rollback_target
 from ml_platform.pipeline.keys import model_key
-from ml_platform.pipeline.model.production import production_metadata
+from ml_platform.pipeline.model.production import production_event
 from ml_platform.pipeline.model.serving import follow_production
 from ml_platform.records import PromotionRecord
 from ml_platform.serving.endpoint import EndpointError
@@ -28,11 +28,8 @@ class GateRefusal(RuntimeError):
 
 def _reflect(instance: dg.DagsterInstance, tracker: MlflowTracker, lake: LakeStore,
              record: PromotionRecord) -> None:
-    instance.report_runless_asset_event(dg.AssetMaterialization(
-        asset_key=model_key(record.model, "production"),
-        metadata=production_metadata(tracker, record),
-        description=f"{record.kind} by {record.triggered_by}: {record.reason}",
-    ))
+    instance.report_runless_asset_event(production_event(
+        tracker, record, f"{record.kind} by {record.triggered_by}: {record.reason}"))
     try:
         serving = follow_production(tracker, lake, record.model)
     except EndpointError as exc:

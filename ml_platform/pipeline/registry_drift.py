@@ -20,7 +20,7 @@ import dagster as dg
 from ml_platform import names
 from ml_platform.names import RunTag, Tag
 from ml_platform.pipeline.keys import model_key
-from ml_platform.pipeline.model.production import production_metadata
+from ml_platform.pipeline.model.production import production_event
 from ml_platform.records import PromotionRecord
 from ml_platform.specs import ModelSpec
 from ml_platform.tracking.mlflow_resource import MlflowTracker
@@ -85,10 +85,7 @@ def registry_drift_sensor(spec: ModelSpec) -> dg.SensorDefinition:
         context.log.info(f"{model}@production moved outside the platform: "
                          f"v{move.previous_version or '-'} -> v{move.version}")
         return dg.SensorResult(
-            asset_events=[dg.AssetMaterialization(
-                asset_key=model_key(model, "production"),
-                metadata=production_metadata(mlflow, move),
-                description=f"{move.kind}: {move.reason}")],
+            asset_events=[production_event(mlflow, move, f"{move.kind}: {move.reason}")],
             run_requests=[dg.RunRequest(
                 run_key=f"drift:{model}:{move.version}:{move.at}",
                 asset_selection=[model_key(model, "serving")],

@@ -1,6 +1,7 @@
 """Model specs: one YAML file per model, shipped with the package."""
 
 from ml_platform.specs.model_spec import (
+    BatchInferenceSpec,
     ColumnSpec,
     ComputeSpec,
     DatasetSpec,
@@ -17,6 +18,7 @@ from ml_platform.specs.model_spec import (
 )
 
 __all__ = [
+    "BatchInferenceSpec",
     "ColumnSpec",
     "ComputeSpec",
     "DatasetSpec",

@@ -297,6 +297,17 @@ _NOT_TRAINED = ("prices", "min_gpu_utilization")
 changing them reuses the trained runs."""
 
 
+class BatchInferenceSpec(_Frozen):
+    """Batch predictions: `<model>/predictions`, each validated day scored with the production
+    version, partitioned like the dataset."""
+
+    enabled: bool = Field(
+        False, description="add `<model>/predictions`: every validated day scored with the "
+                           "production version, one Parquet table per day, run with the "
+                           "dataset's retrain runs; a promotion marks the days scored by the "
+                           "old version stale")
+
+
 class ModelSpec(_Frozen):
     """One model: its data, training, promotion gates, compute needs and freshness."""
 
@@ -308,6 +319,7 @@ class ModelSpec(_Frozen):
     promotion: PromotionSpec
     compute: ComputeSpec = ComputeSpec()
     freshness: FreshnessWindow = FreshnessWindow(warn_hours=48, fail_hours=96)
+    batch_inference: BatchInferenceSpec = BatchInferenceSpec()
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:
@@ -346,9 +358,11 @@ class ModelSpec(_Frozen):
     @property
     def fingerprint(self) -> str:
         """Short hash of the spec, canonical (key order does not count: a spec rewritten with
-        its columns in another order is the same spec): part of the training code version."""
-        # What a training costs and when its utilisation warns change nothing it trains.
-        dump = self.model_dump(mode="json", exclude={"compute": set(_NOT_TRAINED)})
+        its columns in another order is the same spec): part of the training code version.
+        What a training costs, when its utilisation warns and `batch_inference` (what is
+        scored, not what is trained) are left out: changing them reuses the trained runs."""
+        dump = self.model_dump(mode="json", exclude={"compute": set(_NOT_TRAINED),
+                                                     "batch_inference": True})
         canonical = json.dumps(dump, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 

@@ -58,14 +58,8 @@ def download_model(model_uri: str, tracking_uri: str, dst: Path) -> Path:
                                                     tracking_uri=tracking_uri))
 
 
-def score_model(model_uri: str, tracking_uri: str, frame: pd.DataFrame, target: str, task: str,
-                groups: np.ndarray | None = None) -> dict[str, float]:
-    """Download `model_uri`, load it with `mlflow.pyfunc`, predict `frame`'s rows (see
-    `model_input`); metrics + size_mb.
-
-    Loading through pyfunc from the downloaded files is also the orchestrator's proof that
-    the artifacts exist and load before anything is registered or promoted.
-    """
+def load_model(local: Path) -> Any:
+    """The pyfunc model in the downloaded folder `local`."""
     import mlflow
 
     # Imported here, in the step's own thread, before MLflow loads the model's code: first
@@ -75,11 +69,26 @@ def score_model(model_uri: str, tracking_uri: str, frame: pd.DataFrame, target: 
     import torch._dynamo
     import torch.export  # noqa: F401
 
+    return mlflow.pyfunc.load_model(str(local))
+
+
+def predict(model: Any, frame: pd.DataFrame) -> np.ndarray:
+    """`model`'s prediction for each of `frame`'s rows, as a flat float array."""
+    return np.asarray(model.predict(model_input(model, frame)), dtype=np.float64).reshape(-1)
+
+
+def score_model(model_uri: str, tracking_uri: str, frame: pd.DataFrame, target: str, task: str,
+                groups: np.ndarray | None = None) -> dict[str, float]:
+    """Download `model_uri`, load it with `mlflow.pyfunc`, predict `frame`'s rows (see
+    `model_input`); metrics + size_mb.
+
+    Loading through pyfunc from the downloaded files is also the orchestrator's proof that
+    the artifacts exist and load before anything is registered or promoted.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         local = download_model(model_uri, tracking_uri, Path(tmp))
         size = _size_mb(local)
-        model = mlflow.pyfunc.load_model(str(local))
-        predictions = np.asarray(model.predict(model_input(model, frame))).reshape(-1)
+        predictions = predict(load_model(local), frame)
     return {**metrics_for(task, frame[target].to_numpy(), predictions, groups=groups),
             "size_mb": size}
 

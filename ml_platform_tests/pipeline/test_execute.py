@@ -1,5 +1,6 @@
 """`ingest`: the sensors' work done once without a daemon (real MLflow server, real SQLite
-Dagster instance). New days are registered, validated, trained on and promoted; a second
+Dagster instance). New days are registered, validated, trained on, promoted and scored (the
+spec's batch predictions); a second
 ingest finds nothing; a corrupt day is reported with the failing check and production stays."""
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ import datetime as dt
 
 from ml_platform.ops.execute import ingest
 from ml_platform.pipeline.build import build_definitions
+from ml_platform.pipeline.keys import model_key
+from ml_platform.records import PredictionsRecord
 from ml_platform.simulation.landing import land_days
 from ml_platform.storage.landing import LandingZone
 from ml_platform_tests.pipeline.conftest import START, Platform
@@ -20,6 +23,12 @@ def test_ingest_catches_up_reports_and_stops_bad_data(platform: Platform) -> Non
     assert first["success"] and len(first["days"]) == 6
     assert [p["version"] for p in first["promoted"]] == ["1"]
     assert f"{platform.spec.name}/serving" in first["materialized"]
+    # the spec's batch predictions: the new days scored, after the promotion, by v1
+    event = platform.instance.get_latest_materialization_event(
+        model_key(platform.spec.name, "predictions"))
+    assert event is not None and event.asset_materialization is not None
+    scored = PredictionsRecord.from_metadata(event.asset_materialization.metadata)
+    assert scored.version == "1" and len(scored.partitions) == 6
 
     assert ingest(defs, platform.spec.dataset, platform.instance, LandingZone())["days"] == []
 

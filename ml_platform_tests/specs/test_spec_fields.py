@@ -169,6 +169,7 @@ CASES: dict[str, tuple[ModelSpec, dict[str, Any], Observation]] = {
         gates),
     "promotion.champion_tolerance": (LP, {"promotion__champion_tolerance": 3.0},
                                      gates),
+    "batch_inference.enabled": (LP, {"batch_inference__enabled": False}, asset_keys),
     "compute.cpu": (LP, {"compute__cpu": "3"}, lambda s: pod(s)["containers"][0]["resources"]),
     "compute.memory": (LP, {"compute__memory": "3Gi"}, lambda s: pod(s)["containers"][0]["resources"]),
     "compute.gpu": (LP, {"compute__gpu": 2}, lambda s: pod(s)["containers"][0]["resources"]),

@@ -1,6 +1,7 @@
 """The asset chain of one model, built from its spec, one module per stage: features →
-training_set → trained → evaluation → registered → production → serving. No model-specific
-code lives here: what differs between models is in their specs and in `ml_platform.ml`."""
+training_set → trained → evaluation → registered → production → serving, and `predictions`
+when the spec declares `batch_inference`. No model-specific code lives here: what differs
+between models is in their specs and in `ml_platform.ml`."""
 
 
 import dagster as dg
@@ -13,6 +14,7 @@ from ml_platform.pipeline.keys import model_key
 from ml_platform.pipeline.model.common import Chain
 from ml_platform.pipeline.model.evaluation import evaluation_asset
 from ml_platform.pipeline.model.features import features_asset
+from ml_platform.pipeline.model.predictions import predictions_asset
 from ml_platform.pipeline.model.production import production_asset
 from ml_platform.pipeline.model.registered import registered_asset
 from ml_platform.pipeline.model.serving import serving_asset
@@ -25,9 +27,11 @@ _BUILDERS = (features_asset, training_set_asset, trained_asset, evaluation_asset
 
 
 def model_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
-    """Every asset of `spec`'s chain, from features to serving."""
+    """Every asset of `spec`'s chain, from features to serving, and its predictions if the
+    spec asks for them."""
     chain = Chain(spec)
-    return [build(chain) for build in _BUILDERS]
+    optional = [predictions_asset] if spec.batch_inference.enabled else []
+    return [build(chain) for build in (*_BUILDERS, *optional)]
 
 
 def pipeline_job(spec: ModelSpec) -> UnresolvedAssetJobDefinition:

@@ -6,16 +6,35 @@ from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
+from dagster._core.definitions.data_version import DATA_VERSION_TAG  # not exported
 
 from ml_platform import names
 from ml_platform.names import Tag
 from ml_platform.pipeline.datasets import freshness_policy
+from ml_platform.pipeline.keys import model_key
 from ml_platform.pipeline.model.common import Chain
 from ml_platform.pipeline.retries import MLFLOW_RETRY, fail_fast
 from ml_platform.pipeline.upstream import upstream
 from ml_platform.records import EvaluationRecord, PromotionRecord, RegisteredRecord
 from ml_platform.tracking.mlflow_resource import MlflowTracker
 from ml_platform.tracking.promotion import PromotionConflict, move_alias
+
+
+def production_data_version(version: str) -> dg.DataVersion:
+    """The data version of a `production` materialization: the version it points at. A move
+    changes it, so Dagster shows what was computed from the old version (`predictions`) as
+    stale; a move back to the same version does not."""
+    return dg.DataVersion(f"v{version}")
+
+
+def production_event(tracker: MlflowTracker, record: PromotionRecord,
+                     description: str) -> dg.AssetMaterialization:
+    """A move of `production` made outside a run (the CLI, the registry-drift sensor), with
+    the data version a run's materialization would carry."""
+    return dg.AssetMaterialization(
+        asset_key=model_key(record.model, "production"),
+        metadata=production_metadata(tracker, record), description=description,
+        tags={DATA_VERSION_TAG: production_data_version(record.version).value})
 
 
 def production_metadata(tracker: MlflowTracker, record: PromotionRecord) -> dict[str, Any]:
@@ -71,6 +90,7 @@ def production_asset(chain: Chain) -> dg.AssetsDefinition:
             verdict = upstream(context, chain.key("evaluation"), EvaluationRecord)
             moved = _promote(context, chain, mlflow, candidate.record, verdict.record)
             if moved is not None:  # no materialization when production stays where it was
-                yield dg.MaterializeResult(metadata=production_metadata(mlflow, moved))
+                yield dg.MaterializeResult(metadata=production_metadata(mlflow, moved),
+                                           data_version=production_data_version(moved.version))
 
     return production
