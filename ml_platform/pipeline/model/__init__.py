@@ -35,9 +35,13 @@ def model_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
 
 
 def pipeline_job(spec: ModelSpec) -> UnresolvedAssetJobDefinition:
-    """`<model>_pipeline`: every asset from raw data to serving for one model."""
+    """`<model>_pipeline`: every asset from raw data to serving for one model, and its
+    predictions (scored after `production` moved, so none is stale after a run)."""
+    selection = dg.AssetSelection.assets(model_key(spec.name, "serving")).upstream()
+    if spec.batch_inference.enabled:
+        selection = selection | dg.AssetSelection.assets(model_key(spec.name, "predictions"))
     return dg.define_asset_job(
         names.pipeline_job(spec.name),
-        selection=dg.AssetSelection.assets(model_key(spec.name, "serving")).upstream(),
+        selection=selection,
         description=f"{spec.description} Land-to-serving pipeline of {spec.name}.",
     )
