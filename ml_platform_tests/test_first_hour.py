@@ -145,7 +145,7 @@ def test_demo_prints_one_line_per_step_and_no_library_log(demo_home: DemoHome) -
     out, err = demo_home.demo.stdout, demo_home.demo.stderr
     steps = [m.group(1, 2) for m in map(STEP_LINE.match, out.splitlines()) if m]
     for model in EPOCHS:
-        assert (f"{model}/trained", "ok") in steps, out
+        assert (f"{model}/trained", "passed") in steps, out  # its gpu_utilization check
         assert (f"{model}/evaluation", "passed") in steps, out
     for noise in ("dagster - ", "Waiting up to", "Warning", "Traceback", "INFO mlflow"):
         assert noise not in out + err, noise
@@ -179,8 +179,8 @@ def test_dagster_job_execute_refuses_without_days_then_runs_with_them(demo_home:
     output = refused.stdout + refused.stderr
     assert refused.returncode == 1
     assert ("RunRefused: listing_price_pipeline: bookings/raw, bookings/validated, "
-            "listing_price/features are partitioned by day and this run names no day: "
-            "run `ml-platform ingest`") in output
+            "listing_price/features, listing_price/predictions are partitioned by day and this "
+            "run names no day: run `ml-platform ingest`") in output
     assert _steps_started(demo_home, output) == 0
 
     # the fix the message names: the days as tags (here the demo's), and an MLflow server

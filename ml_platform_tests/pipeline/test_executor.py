@@ -66,8 +66,8 @@ def test_a_run_without_days_is_refused_before_any_step(instance: dg.DagsterInsta
     run, started = _execute(instance)
     assert run.status == dg.DagsterRunStatus.FAILURE and started == []
     message = _failure(instance, run)
-    assert ("bookings/raw, bookings/validated, listing_price/features are partitioned by day and "
-            "this run names no day: "
+    assert ("bookings/raw, bookings/validated, listing_price/features, listing_price/predictions "
+            "are partitioned by day and this run names no day: "
             "run `ml-platform ingest`") in message
     assert f'--tags \'{{"{names.RunTag.PARTITION_RANGE_START}": ' in message
     assert instance.get_latest_materialization_event(dg.AssetKey(["bookings", "raw"])) is None
