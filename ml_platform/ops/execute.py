@@ -15,6 +15,7 @@ from ml_platform.names import RunTag
 from ml_platform.ops.progress import StepProgress
 from ml_platform.pipeline.day_state import day_states, due
 from ml_platform.pipeline.keys import model_key, raw_key, validated_key
+from ml_platform.pipeline.model.production import MOVED
 from ml_platform.pipeline.partitions import day_ranges, landed
 from ml_platform.pipeline.sensors import range_tags
 from ml_platform.specs import DatasetSpec, ModelSpec
@@ -156,6 +157,7 @@ def ingest(defs: dg.Definitions, ds: DatasetSpec, instance: dg.DagsterInstance,
          **{k: getattr(v, "value", v) for k, v in e.materialization.metadata.items()
             if k in ("version", "previous_version", "reason")}}
         for e in events if e.asset_key.path[-1] == "production"
+        and getattr(e.materialization.metadata.get(MOVED), "value", True)
     ]
     return {
         **report,

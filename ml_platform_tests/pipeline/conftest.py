@@ -48,6 +48,13 @@ class Platform:
         return any(e.asset_key == key for e in result.get_asset_materialization_events()
                    if e.event_specific_data is not None)
 
+    def production_moved(self, result: dg.ExecuteInProcessResult) -> bool:
+        """Whether the run's `production` materialization moved the alias (every decision
+        materializes it; a kept alias says `moved: False`)."""
+        key = model_key(self.spec.name, "production")
+        return any(e.materialization.metadata["moved"].value
+                   for e in result.get_asset_materialization_events() if e.asset_key == key)
+
 
 def small_spec(name: str, **training: object) -> ModelSpec:
     base = next(s for s in load_specs() if s.name == "listing_price")

@@ -77,7 +77,9 @@ def test_rerun_without_changes_registers_nothing_new(platform: Platform) -> None
     versions = platform.tracker.client().search_model_versions(f"name = '{platform.spec.name}'")
     assert [v.version for v in versions] == ["1"]
     assert platform.production() == "1"
-    assert not platform.materialized(result, "production")  # nothing moved
+    # the decision is recorded (so serving and the predictions ran), the alias kept
+    assert platform.materialized(result, "production") and not platform.production_moved(result)
+    assert platform.materialized(result, "serving")
 
 
 def test_weak_model_is_registered_but_not_promoted(platform: Platform) -> None:
@@ -91,8 +93,13 @@ def test_weak_model_is_registered_but_not_promoted(platform: Platform) -> None:
     assert candidate.tags["ml_platform.promotion_status"].startswith("rejected: ")
     assert "mae < 12" in candidate.tags["ml_platform.promotion_status"]
     assert platform.production() == "1"
-    assert not platform.materialized(result, "production")
-    assert not platform.materialized(result, "serving")
+    assert platform.materialized(result, "production") and not platform.production_moved(result)
+    kept = next(e.materialization.metadata for e in result.get_asset_materialization_events()
+                if e.asset_key == model_key(platform.spec.name, "production"))
+    assert (kept["version"].value, kept["candidate_version"].value) == ("1", "2")
+    assert kept["decision"].value.startswith("v2 rejected: ") and "mae < 12" in kept["decision"].value
+    # the run's days are still scored, by the version that stayed in production
+    assert platform.materialized(result, "predictions")
     gate = next(e for e in result.get_asset_check_evaluations()
                 if e.check_name == "promotion_gates")
     assert not gate.passed
