@@ -101,9 +101,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
         print(f"MLflow UI:  {env[settings.TRACKING_URI_ENV]}\nDagster UI: {dagster_url}\n"
               f"Endpoint:   http://127.0.0.1:{args.serve_port}/models/<model>/invocations")
         # The UI's global lineage opens with each group collapsed: a model's chain, expanded
+        # (from landed days through production to serving and predictions)
         for spec in load_specs():
-            print(f"Lineage:    {dagster_url}/assets/{spec.name}/serving"
-                  "?view=lineage&lineageScope=upstream&lineageDepth=12")
+            print(f"Lineage:    {dagster_url}/assets/{spec.name}/production"
+                  "?view=lineage&lineageScope=neighbors&lineageDepth=12")
         sys.stdout.flush()  # before the children write to the same output
         # Each under a guard that stops it if this command dies, even by SIGKILL: the models'
         # endpoint (`ml-platform serve`, which the `serving` steps switch) and `dagster dev`.

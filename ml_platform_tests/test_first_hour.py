@@ -129,7 +129,7 @@ def test_dev_after_demo_is_all_green_and_launches_nothing(demo_home: DemoHome,
     # each model's chain has a link that opens it expanded (the global lineage starts collapsed)
     printed = log.read_text()
     for model in ("listing_price", "feed_ranking"):
-        assert f"Lineage:    {url}/assets/{model}/serving?view=lineage" in printed, printed[:2000]
+        assert f"Lineage:    {url}/assets/{model}/production?view=lineage" in printed, printed[:2000]
 
     # the processes `dev` started (webserver, daemon, code servers) say nothing of Dagster's betas
     warned = [line for line in printed.splitlines()

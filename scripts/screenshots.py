@@ -137,8 +137,8 @@ def main() -> None:
         # materialization, checks, partitions, automation) instead of a bare name.
         browser.call("Emulation.setDeviceMetricsOverride", width=LINEAGE_WIDTH, height=800,
                      deviceScaleFactor=1, mobile=False)
-        browser.open(f"{args.dagster}/assets/{args.model}/serving?view=lineage"
-                     "&lineageScope=upstream&lineageDepth=12", settle_s=6)
+        browser.open(f"{args.dagster}/assets/{args.model}/production?view=lineage"
+                     "&lineageScope=neighbors&lineageDepth=12", settle_s=6)
         _click_text(browser, "Skip")  # the first-visit newsletter dialog
         _wait_for_graph(browser, "training_set", timeout_s=180)
         time.sleep(2)
