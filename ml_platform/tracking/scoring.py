@@ -8,7 +8,9 @@ is sent those features, so a new candidate is still compared with an old champio
 
 from __future__ import annotations
 
+import logging
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +60,46 @@ def download_model(model_uri: str, tracking_uri: str, dst: Path) -> Path:
                                                     tracking_uri=tracking_uri))
 
 
+_log = logging.getLogger(__name__)
+_warm_up_lock = threading.Lock()
+_warm_up_thread: threading.Thread | None = None
+
+
+def _import_scoring_libraries() -> None:
+    """Import what loading a logged model imports (torch, its export and dynamo parts, MLflow's
+    pyfunc) and fill the map of installed packages MLflow's requirement check reads: seconds,
+    once per process."""
+    try:
+        import mlflow.pyfunc  # noqa: F401
+        import torch._dynamo
+        import torch.export  # noqa: F401
+        from mlflow.utils import requirements_utils
+
+        requirements_utils._init_packages_to_modules_map()
+    except Exception:  # the step's own imports then fail, and say why
+        _log.debug("warming up the scoring imports failed", exc_info=True)
+
+
+def warm_up_scoring() -> None:
+    """Start those imports in a background thread (once per process), so that a step that
+    scores models later in this process (`evaluation`) finds them done: call it before waiting
+    on something else, such as the training process."""
+    global _warm_up_thread
+    with _warm_up_lock:
+        if _warm_up_thread is None:
+            _warm_up_thread = threading.Thread(target=_import_scoring_libraries,
+                                               name="scoring-imports", daemon=True)
+            _warm_up_thread.start()
+
+
+def _scoring_libraries() -> None:
+    """Wait for the warm-up's imports (starting them here if nobody did): one thread imports
+    torch's lazily loaded parts, never two at once."""
+    warm_up_scoring()
+    assert _warm_up_thread is not None
+    _warm_up_thread.join()
+
+
 def score_model(model_uri: str, tracking_uri: str, frame: pd.DataFrame, target: str, task: str,
                 groups: np.ndarray | None = None) -> dict[str, float]:
     """Download `model_uri`, load it with `mlflow.pyfunc`, predict `frame`'s rows (see
@@ -66,12 +108,13 @@ def score_model(model_uri: str, tracking_uri: str, frame: pd.DataFrame, target: 
     Loading through pyfunc from the downloaded files is also the orchestrator's proof that
     the artifacts exist and load before anything is registered or promoted.
     """
+    # Imported before MLflow loads the model's code, by one thread (the warm-up's, usually
+    # started while the training ran), then here: first imports of torch's lazily loaded
+    # parts from MLflow's loading path have been seen to fail in a daemon-launched run worker
+    # under load ("partially initialized module 'torch'", "torch._dynamo has no attribute
+    # 'guards'").
+    _scoring_libraries()
     import mlflow
-
-    # Imported here, in the step's own thread, before MLflow loads the model's code: first
-    # imports of torch's lazily loaded parts from MLflow's loading path have been seen to fail
-    # in a daemon-launched run worker under load ("partially initialized module 'torch'",
-    # "torch._dynamo has no attribute 'guards'").
     import torch._dynamo
     import torch.export  # noqa: F401
 

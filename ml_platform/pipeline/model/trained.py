@@ -24,6 +24,7 @@ from ml_platform.records import TrainedRecord, TrainingSetRecord
 from ml_platform.storage.interfaces import LakeStore
 from ml_platform.tracking.mlflow_resource import MlflowTracker
 from ml_platform.tracking.promotion import actor
+from ml_platform.tracking.scoring import warm_up_scoring
 
 
 def compact_partitions(keys: list[str]) -> str:
@@ -88,6 +89,13 @@ def _train(context: dg.AssetExecutionContext, chain: Chain, ts: TrainingSetRecor
     return trainer.train(context, request, env=training_env(mlflow.uri))
 
 
+def _evaluates_later(context: dg.AssetExecutionContext, chain: Chain) -> bool:
+    """Whether this run also materializes the model's `evaluation` (in this process: the
+    in-process executor runs every step of a run)."""
+    selection = context.run.asset_selection
+    return selection is None or chain.key("evaluation") in selection
+
+
 def gpu_utilization_check(summary: dict[str, Any], threshold: float,
                           reused_run: str | None = None) -> dg.AssetCheckResult:
     """Warns when the training's mean GPU utilisation stayed under `threshold` percent: the
@@ -141,6 +149,10 @@ def trained_asset(chain: Chain) -> dg.AssetsDefinition:
                 summary: dict[str, Any] = {k: v for k, v in reusable.data.metrics.items()
                                            if k.startswith("test_")}
             else:
+                if _evaluates_later(context, chain):
+                    # While this process only waits for the training's, its idle core imports
+                    # what `evaluation` needs (seconds: torch, its export parts, MLflow's pyfunc).
+                    warm_up_scoring()
                 run_id = _start_or_resume(context, chain, mlflow, identity, ts.record)
                 summary = _train(context, chain, ts.record, run_id, lake, mlflow, trainer)
                 model_uri = summary.pop("model_uri")
