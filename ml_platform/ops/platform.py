@@ -99,14 +99,16 @@ def open_platform(mlflow_port: int = 5000, *, mlflow: bool = True,
     prepare_dagster_home(profile)
     with contextlib.ExitStack() as stack:
         server = stack.enter_context(mlflow_server(mlflow_port)) if mlflow else None
-        resources = stack.enter_context(initialized(resources_for(profile, specs)))
-        if server is not None and wait_for_mlflow:
-            _check_answering(server, resources["mlflow"])
         try:
             instance = dg.DagsterInstance.get()
         except Exception as exc:  # the instance's storage is down or misconfigured
+            # A missing setting, when there is one, is the first thing to fix: named first.
+            stack.enter_context(initialized(resources_for(profile, specs)))
             raise PlatformError(f"the Dagster instance of {settings.dagster_home()} cannot be "
                                 f"opened: {str(exc).strip().splitlines()[0]}") from exc
+        resources = stack.enter_context(initialized(resources_for(profile, specs), instance))
+        if server is not None and wait_for_mlflow:
+            _check_answering(server, resources["mlflow"])
         datasets = {s.dataset.name: s.dataset for s in specs}.values()
         for dataset in migrate_day_partitions(instance, datasets):
             print(f"{dataset}: days migrated to daily partitions", file=sys.stderr)

@@ -37,9 +37,15 @@ def land_days(landing: LandingStore, ds: DatasetSpec, start: dt.date, days: int,
     expects all); `late` holds it back (land it later without `--late`). Drills overwrite.
     """
     out = []
+    present = set() if overwrite else set(landing.days(ds.name))
     for offset in range(days - 1 if late else days):
         day = start + dt.timedelta(days=offset)
         last = offset == days - 1
+        drill = last and (corruption is not None or incomplete is not None)
+        rows = _landed_rows(landing, ds, day) if day.isoformat() in present and not drill else None
+        if rows is not None:  # kept as it is: no need to generate it again
+            out.append(Landed(day, landing.path(ds.name, day.isoformat()), rows, False))
+            continue
         frame = generate(ds.generator, day, ds.rows_per_day)
         if last and incomplete is not None:
             frame = frame.head(int(len(frame) * incomplete))
@@ -52,8 +58,18 @@ def land_days(landing: LandingStore, ds: DatasetSpec, start: dt.date, days: int,
             "expected_rows": ds.rows_per_day, "generator": ds.generator,
             "sha256_of_values": hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest(),
         }
-        drill = last and (corruption is not None or incomplete is not None)
         path = landing.land(ds.name, day, frame, manifest, overwrite=overwrite or drill)
         out.append(Landed(day, landing.path(ds.name, day.isoformat()), len(frame), path is not None))
     return out
 
+
+
+def _landed_rows(landing: LandingStore, ds: DatasetSpec, day: dt.date) -> int | None:
+    """The rows of a landed day as its manifest says; None without a readable one (the day is
+    then generated again to count them, and left as it is)."""
+    try:
+        manifest = landing.manifest(ds.name, day.isoformat())
+    except ValueError:
+        return None
+    rows = (manifest or {}).get("rows")
+    return rows if isinstance(rows, int) else None
