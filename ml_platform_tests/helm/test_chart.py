@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from ml_platform.compute.k8s import GPU_RESOURCE, K8sPodTrainer, render_training_pod
+from ml_platform.settings import instance_config
 from ml_platform.specs import load_specs
 from ml_platform_tests.kube import (
     CHART,
@@ -147,6 +148,9 @@ def test_dagster_configs_pass_dagster_schemas(variant: str, tmp_path: Path) -> N
     assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
     assert config["concurrency"]["pools"]["granularity"] == "run"
     assert config["run_monitoring"]["enabled"] and config["run_retries"]["enabled"]
+    # a killed run worker's `training` slot is freed, as in the local instance
+    assert config["run_monitoring"]["free_slots_after_run_end_seconds"] == 30 == yaml.safe_load(
+        instance_config("local"))["run_monitoring"]["free_slots_after_run_end_seconds"]
     env_cm = "mlp-ml-platform-env"
     assert launcher["env_config_maps"] == [env_cm]
     workspace = yaml.safe_load(config_map(objects, "-workspace")["workspace.yaml"])
