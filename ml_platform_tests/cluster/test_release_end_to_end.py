@@ -22,8 +22,12 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -32,7 +36,9 @@ import pytest
 import yaml
 
 from ml_platform import names
-from ml_platform_tests.cluster.local import GPU, pod_log, wait_for
+from ml_platform.serving.cluster import VERSION_ANNOTATION
+from ml_platform.settings import SERVING_ENV
+from ml_platform_tests.cluster.local import GPU, kubeconfig_path, pod_log, wait_for
 from ml_platform_tests.cluster.pods import PodWatch, describe_scheduling, not_kept
 from ml_platform_tests.cluster.release import (
     FULLNAME,
@@ -55,10 +61,11 @@ def release(api: kubernetes.client.CoreV1Api, tmp_path_factory: pytest.TempPathF
         yield rel
 
 
-def cli(release: Release, *args: str) -> str:
+def cli(release: Release, *args: str, extra_env: dict[str, str] | None = None) -> str:
     """`ml-platform ARGS` on the host, in the `k8s` profile against the release's stores."""
     done = subprocess.run([sys.executable, "-m", "ml_platform.cli", *args], capture_output=True,
-                          text=True, env={**os.environ, **release.env}, timeout=600)
+                          text=True, env={**os.environ, **release.env, **(extra_env or {})},
+                          timeout=600)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -248,6 +255,100 @@ def test_helm_upgrade_migrates_an_old_mlflow_schema_and_keeps_the_runs(
     assert [m.value for m in client.get_metric_history(kept, "kept")] == [1.0]
     release.upgrade(api)  # nothing to migrate: the hook passes again
     assert revision() == head
+
+
+
+class _Client(threading.Thread):
+    """Posts the model's input example to the endpoint's Service in a loop (loopback to the
+    node's kube-proxy, one request at a time) and keeps (status, first prediction) of each."""
+
+    def __init__(self, url: str, body: bytes) -> None:
+        super().__init__(daemon=True)
+        self.url, self.body = url, body
+        self.answers: list[tuple[int, object]] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            request = urllib.request.Request(self.url, data=self.body,
+                                             headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=30) as answer:
+                    self.answers.append((answer.status, json.loads(answer.read())["predictions"][0]))
+            except urllib.error.HTTPError as exc:
+                self.answers.append((exc.code, exc.read()[:200]))
+            except OSError as exc:
+                self.answers.append((0, repr(exc)))
+            time.sleep(0.05)
+
+
+def _template(apps: kubernetes.client.AppsV1Api, ns: str, name: str) -> tuple[str, str]:
+    """The serving Deployment's version annotation and MODEL_URI, once its rollout is done."""
+    d = apps.read_namespaced_deployment(name, ns)
+    (container,) = d.spec.template.spec.containers
+    uri = next(e.value for e in container.env if e.name == "MODEL_URI")
+    return d.spec.template.metadata.annotations.get(VERSION_ANNOTATION, ""), uri
+
+
+def test_the_serving_deployment_follows_promotion_and_rollback_without_a_failed_request(
+        api: kubernetes.client.CoreV1Api, release: Release, tmp_path: Path) -> None:
+    """The chart's endpoint of a model (`serving.models.<model>.enabled`): a Deployment + Service
+    running MLflow's scoring server of the production version. Enabled by `helm upgrade` once
+    production exists, it answers raw rows; `ml-platform promote` of another version rolls it
+    (the pod-template annotation and MODEL_URI) and `rollback` rolls it back, while a client
+    loops on the Service: every answer a success. The serving pod asks for no GPU."""
+    from mlflow import MlflowClient
+
+    from ml_platform.serving.backend import serving_input
+    from ml_platform.tracking.scoring import download_model
+
+    ns, model = release.namespace, SPEC.name
+    values = yaml.safe_load(release.values_file.read_text())
+    values["serving"] = {"models": {model: {"enabled": True}}, "resources": {
+        "requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "2Gi"}}}
+    release.values_file.write_text(yaml.safe_dump(values))
+    started = time.monotonic()
+    release.upgrade(api)  # --wait: the endpoint's pod loaded production (v1) and answers /ping
+    print(f"helm upgrade enabling {model}'s endpoint: {time.monotonic() - started:.0f}s")
+
+    config = api.read_namespaced_config_map(f"{FULLNAME}-env", ns).data
+    serving = json.loads(config[SERVING_ENV])
+    name = serving["models"][model]
+    apps = kubernetes.client.AppsV1Api(api.api_client)
+    (pod,) = api.list_namespaced_pod(ns, label_selector=f"ml-platform/model={model},"
+                                     "app.kubernetes.io/component=serving").items
+    (container,) = pod.spec.containers
+    assert GPU not in (container.resources.limits or {}) and GPU not in (
+        container.resources.requests or {})
+
+    client = MlflowClient(release.mlflow_url)
+    v1 = client.get_model_version_by_alias(model, names.PRODUCTION_ALIAS)
+    # a second version of the same files: a promotion to roll to (no training needed)
+    v2 = client.create_model_version(model, v1.source, run_id=v1.run_id).version
+    with env(**release.env):
+        body = serving_input(download_model(f"models:/{model}/{v1.version}",
+                                            release.mlflow_url, tmp_path)).encode()
+    ip = api.read_namespaced_service(name, ns).spec.cluster_ip
+    loop = _Client(f"http://{ip}:8080/invocations", body)
+    cli_env = {SERVING_ENV: config[SERVING_ENV], "KUBECONFIG": str(kubeconfig_path())}
+    loop.start()
+    try:
+        wait_for(lambda: loop.answers, 60, "a first answer from the endpoint")
+        assert loop.answers[0][0] == 200, loop.answers[0]
+        for version, argv in ((v2, ("promote", model, "--version", v2, "--force",
+                                    "--reason", "rollout drill")),
+                              (v1.version, ("rollback", model, "--reason", "rollout drill"))):
+            started = time.monotonic()
+            print(cli(release, *argv, extra_env=cli_env).strip())
+            print(f"{argv[0]}: rolled to v{version} in {time.monotonic() - started:.0f}s, "
+                  f"{len(loop.answers)} answers so far")
+            assert _template(apps, ns, name) == (version, f"models:/{model}/{version}")
+    finally:
+        loop.stop.set()
+        loop.join(timeout=60)
+    failed = [a for a in loop.answers if a[0] != 200]
+    assert not failed, failed[:5]
+    assert len(loop.answers) > 10
 
 
 def _ready(api: kubernetes.client.CoreV1Api, ns: str, component: str, not_uid: str) -> bool:
