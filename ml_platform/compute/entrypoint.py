@@ -349,14 +349,23 @@ def run_training(request: TrainingRequest, log: Any = None, *, ctx: DistContext 
         _log_datasets(request, frame, run_tags)
         del frame
 
+        logged_before: set[int] | None = None  # the epochs an earlier attempt logged
+
         def on_epoch(epoch: int, row: dict[str, float]) -> None:
-            nonlocal blocked
+            nonlocal blocked, logged_before
             began = time.perf_counter()
-            # Asynchronous: a slow tracking server must not slow the training loop down. The
-            # client's log_batch costs the loop ~5x less than the fluent log_metrics.
-            now = int(time.time() * 1000)
-            client.log_batch(request.mlflow_run_id, synchronous=False,
-                             metrics=[Metric(k, v, now, epoch) for k, v in row.items()])
+            if logged_before is None:
+                # A resumed attempt (its first epoch is not 1): the attempt before it (a
+                # preempted pod) may have logged epochs past its last mirrored checkpoint;
+                # those are trained again here but not logged twice.
+                logged_before = set() if epoch == 1 else {m.step for m in client.get_metric_history(
+                    request.mlflow_run_id, "train_loss")}
+            if epoch not in logged_before:
+                # Asynchronous: a slow tracking server must not slow the training loop down.
+                # The client's log_batch costs the loop ~5x less than the fluent log_metrics.
+                now = int(time.time() * 1000)
+                client.log_batch(request.mlflow_run_id, synchronous=False,
+                                 metrics=[Metric(k, v, now, epoch) for k, v in row.items()])
             if log is not None:
                 log.info(f"epoch {epoch}/{params.epochs}: " + ", ".join(
                     f"{k}={v:.4f}" for k, v in row.items()))
