@@ -324,8 +324,9 @@ def test_the_serving_deployment_follows_promotion_and_rollback_without_a_failed_
     client = MlflowClient(release.mlflow_url)
     v1 = client.get_model_version_by_alias(model, names.PRODUCTION_ALIAS)
     # a second version of the same files: a promotion to roll to (no training needed)
+    logged_model = v1.model_id or v1.source.removeprefix("models:/")  # `models:/m-...`
     v2 = client.create_model_version(model, v1.source, run_id=v1.run_id,
-                                     model_id=v1.model_id).version
+                                     model_id=logged_model).version
     with env(**release.env):
         body = serving_input(download_model(f"models:/{model}/{v1.version}",
                                             release.mlflow_url, tmp_path)).encode()
