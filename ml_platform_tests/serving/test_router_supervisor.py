@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -33,32 +35,41 @@ async def _until(condition: object, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.02)
 
 
+async def _kill_and_restart(router: Router, notes: list[str], sig: signal.Signals,
+                            while_down: Callable[[], None] = lambda: None) -> dict[str, Any]:
+    """Serve v3 of `m`, kill its server with `sig` under the supervisor, call `while_down`,
+    wait for the first restart; what the router then says of `m`."""
+    await router.switch("m", "3")
+    backend = router.models["m"].backend
+    assert backend is not None
+    supervisor = asyncio.create_task(router.supervise(notes.append, interval=0.05))
+    try:
+        backend.process.send_signal(sig)
+        while_down()
+        await _until(lambda: router.models["m"].restarts == 1)
+        return router._describe("m") | {"killed_pid": backend.process.pid}
+    finally:
+        supervisor.cancel()
+        await router.stop_all()
+
+
 def test_a_dead_scoring_server_is_restarted_at_its_version(tmp_path: Path) -> None:
     notes: list[str] = []
     router = Router(["m"], tmp_path, start=_sleeper)
 
-    async def scenario() -> None:
-        await router.switch("m", "3")
-        first = router.models["m"].backend
-        assert first is not None
-        supervisor = asyncio.create_task(router.supervise(notes.append, interval=0.05))
-        try:
-            first.process.send_signal(signal.SIGKILL)
-            first.process.wait()
-            # while it is down, requests hear that it is restarting
-            answer = router._serving(SimpleNamespace(match_info={"model": "m"}))  # type: ignore[arg-type]
-            assert not isinstance(answer, Backend) and answer.status == 503
-            assert answer.headers["Retry-After"] == "5"
-            assert answer.headers[names.MODEL_VERSION_HEADER] == "3"
-            await _until(lambda: router.models["m"].restarts == 1)
-            now = router._describe("m")
-        finally:
-            supervisor.cancel()
-            await router.stop_all()
-        assert (now["version"], now["state"], now["restarts"]) == ("3", "serving", 1)
-        assert now["backend_pid"] != first.process.pid
+    def while_down() -> None:
+        backend = router.models["m"].backend
+        assert backend is not None
+        backend.process.wait()
+        # while it is down, requests hear that it is restarting
+        answer = router._serving(SimpleNamespace(match_info={"model": "m"}))  # type: ignore[arg-type]
+        assert not isinstance(answer, Backend) and answer.status == 503
+        assert answer.headers["Retry-After"] == "5"
+        assert answer.headers[names.MODEL_VERSION_HEADER] == "3"
 
-    asyncio.run(scenario())
+    now = asyncio.run(_kill_and_restart(router, notes, signal.SIGKILL, while_down))
+    assert (now["version"], now["state"], now["restarts"]) == ("3", "serving", 1)
+    assert now["backend_pid"] != now["killed_pid"]
     assert notes[0].startswith("m v3: its scoring server exited with code -9: restarting it")
     assert notes[1] == "m v3: serving again (restart 1)"
 
@@ -76,20 +87,7 @@ def test_a_failed_restart_backs_off_then_succeeds(tmp_path: Path, monkeypatch: p
     started: list[str] = []
     monkeypatch.setattr(router_module, "RESTART_BACKOFF_S", (2.0, 4.0))
     router = Router(["m"], tmp_path, start=flaky)
-
-    async def scenario() -> None:
-        await router.switch("m", "3")
-        backend = router.models["m"].backend
-        assert backend is not None
-        supervisor = asyncio.create_task(router.supervise(notes.append, interval=0.05))
-        try:
-            backend.process.send_signal(signal.SIGTERM)
-            await _until(lambda: router.models["m"].restarts == 1)
-        finally:
-            supervisor.cancel()
-            await router.stop_all()
-
-    asyncio.run(scenario())
+    asyncio.run(_kill_and_restart(router, notes, signal.SIGTERM))
     assert [n.split(":")[0] for n in notes] == ["m v3"] * 4
     assert "restart failed, next try in 2s: m v3 failed to load: OSError: disk full" in notes[1]
     assert notes[-1] == "m v3: serving again (restart 1)"
