@@ -25,9 +25,12 @@ WORKDIR /opt/ml-platform
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 RUN pip install --index-url "${TORCH_INDEX_URL}" "torch==2.13.0"
 
-# Dependencies next (cached while only code changes): the package metadata with an empty package.
-COPY pyproject.toml README.md ./
-RUN mkdir ml_platform && touch ml_platform/__init__.py && pip install -e . \
+# Dependencies next (cached while only code changes): exactly the runtime lock, then the package
+# metadata with an empty package. Training pods compare this lock's hash (the copy inside the
+# package below) with the one the orchestrator's code was made with (code sync).
+COPY pyproject.toml README.md ml_platform/runtime.lock ./
+RUN pip install -r runtime.lock \
+ && mkdir ml_platform && touch ml_platform/__init__.py && pip install --no-deps -e . \
  && python -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 
 COPY ml_platform ./ml_platform

@@ -4,12 +4,15 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo dev test test-fast lint bench clean
+.PHONY: setup demo dev test test-fast lint lock bench clean
 
-$(STAMP): pyproject.toml
+LOCK   := ml_platform/runtime.lock
+
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	# torch==2.13.0 is pinned: pip takes the CPU build from the local wheel cache.
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	# torch==2.13.0 is pinned: pip takes the CPU build from the local wheel cache. The runtime
+	# dependencies are those of the lock (the image's too); dev extras resolve around them.
+	$(PY) -m pip install --quiet --disable-pip-version-check -c $(LOCK) -e '.[dev]'
 	touch $(STAMP)
 
 # helm + kubectl come from a PyPI wheel; PostgreSQL from apt when the machine lacks it.
@@ -32,6 +35,9 @@ TYPED := ml_platform/specs ml_platform/ml ml_platform/compute ml_platform/tracki
 lint: setup            ## ruff, and the type checker on the layers below the pipeline
 	$(VENV)/bin/ruff check ml_platform ml_platform_tests benchmarks
 	$(VENV)/bin/mypy $(TYPED)
+
+lock: $(STAMP)          ## rewrite ml_platform/runtime.lock from the installed runtime dependencies
+	$(PY) scripts/lock_runtime.py
 
 test: lint             ## the whole suite: unit tests and real-server integration tests
 	$(PY) -m pytest

@@ -360,6 +360,11 @@ def cmd_k8s_render(args: argparse.Namespace) -> int:
         f"pods ({spec.compute.nodes} nodes: node 0's pod, its rendezvous Service and the Job "
         "of the others; created and deleted with the step)")
     print(f"# The {what} the `trained` step of {args.model} submits (k8s profile).")
+    env = {e["name"]: e["value"] for e in manifests[-1]["spec"]["containers"][0]["env"]}
+    code = env[settings.CODE_HASH_ENV]
+    print(f"# Code: package {code} of this checkout, fetched and verified by the pod (code sync)"
+          if settings.CODE_PACKAGE_ENV in env else
+          f"# Code: the image's, which must hash to {code} (code sync off)")
     print(yaml.safe_dump_all(manifests, sort_keys=False), end="")
     return 0
 

@@ -115,12 +115,19 @@ def checkpoints_lake_key(model: str, mlflow_run_id: str) -> str:
     return f"checkpoints/{model}/{mlflow_run_id}"
 
 
+def code_package_lake_key(code_hash: str) -> str:
+    """The code package shipped to training pods (`compute.code_package`), by content hash."""
+    return f"code/{code_hash}.tar.gz"
+
+
 # -- MLflow -------------------------------------------------------------------------------------
 
 def experiment(model: str) -> str:
     return f"ml_platform/{model}"
 
 
+CODE_SYNC_SECONDS: Final = "code_sync_seconds"
+"""Metric of a pod's training: how long its pod took to check (and fetch) its code."""
 PRODUCTION_ALIAS: Final = "production"
 CANDIDATE_ALIAS: Final = "candidate"
 
@@ -132,6 +139,10 @@ class Tag:
     TRAINING_SET_HASH: Final = "ml_platform.training_set_hash"
     FEATURES_HASH: Final = "ml_platform.features_hash"
     CODE_VERSION: Final = "ml_platform.code_version"
+    CODE_PACKAGE: Final = "ml_platform.code_package"
+    """The content hash of the code a training pod ran (`compute.code_package`)."""
+    CODE_SOURCE: Final = "ml_platform.code_source"
+    """`code package` (shipped by code sync) or `image` (code sync off)."""
     MODEL_URI: Final = "ml_platform.model_uri"
     GATES: Final = "ml_platform.gates"
     GATES_PASSED: Final = "ml_platform.gates_passed"

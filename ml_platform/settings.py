@@ -18,6 +18,15 @@ LANDING_PREFIX_ENV = "ML_PLATFORM_LANDING_PREFIX"
 LAKE_PREFIX_ENV = "ML_PLATFORM_LAKE_PREFIX"
 SERVING_ENV = "ML_PLATFORM_SERVING"
 """k8s: where the chart's model endpoints are (JSON, `serving.cluster.ClusterServing`)."""
+CODE_PACKAGE_ENV = "ML_PLATFORM_CODE_PACKAGE"
+"""Set on a training pod by code sync: where its code package is (a lake URI). Unset: the pod
+runs the image's code (code sync off)."""
+CODE_HASH_ENV = "ML_PLATFORM_CODE_HASH"
+"""Set on a training pod: the content hash of the code it must run (the package's, or with code
+sync off the image's own `ml_platform`, checked before training)."""
+RUNTIME_LOCK_ENV = "ML_PLATFORM_RUNTIME_LOCK"
+"""Set on a training pod: the sha256 of the runtime lock the orchestrator's code was made with;
+the pod's image must have been built from the same."""
 PRICES_ENV = "ML_PLATFORM_PRICES"
 """The cluster-wide price table of trainings (JSON: `PRICE_FIELDS`); a spec's
 `compute.prices` overrides it. Unset: no cost is estimated."""

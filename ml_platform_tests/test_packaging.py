@@ -1,11 +1,12 @@
 """The package as users install it: a wheel built from the repository and installed into a
 folder of its own, imported from outside the source tree, ships the instance configuration of
-both profiles; written into an empty DAGSTER_HOME, the `local` one gives an instance whose run
-queue and `training` pool limit are those of the shipped file. Real `pip wheel`/`pip install`
-and a real Dagster instance; nothing is faked."""
+both profiles and the runtime lock; written into an empty DAGSTER_HOME, the `local` one gives
+an instance whose run queue and `training` pool limit are those of the shipped file. Real
+`pip wheel`/`pip install` and a real Dagster instance; nothing is faked."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -20,6 +21,7 @@ pytestmark = pytest.mark.integration  # builds and installs a wheel
 
 PROBE = """
 import json, ml_platform
+from ml_platform.compute.code_package import lock_hash
 from ml_platform.ops.execute import prepare_dagster_home
 from ml_platform.settings import instance_config
 import dagster as dg
@@ -32,6 +34,7 @@ print(json.dumps({
     "max_concurrent_runs": config.run_queue_config.max_concurrent_runs,
     "pool_limit": config.pool_config.default_pool_limit,
     "k8s_config": instance_config("k8s"),
+    "lock": lock_hash(),
 }))
 """
 
@@ -51,6 +54,8 @@ def test_installed_wheel_writes_and_loads_its_instance_config(tmp_path: Path) ->
     found = json.loads(out.strip().splitlines()[-1])
 
     assert found["package"].startswith(str(site))  # not the source tree
+    # the runtime lock ships inside the package: code sync sends its hash to training pods
+    assert found["lock"] == hashlib.sha256((REPO / "ml_platform" / "runtime.lock").read_bytes()).hexdigest()
     written = Path(found["dagster_home"]) / "dagster.yaml"
     assert yaml.safe_load(written.read_text())["concurrency"]["pools"]["default_limit"] == 1
     assert found["run_coordinator"] == "QueuedRunCoordinator"

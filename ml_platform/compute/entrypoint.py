@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ml_platform.compute.code_package import code_record
 from ml_platform.compute.model_export import log_raw_rows_model, predict_features
 from ml_platform.compute.request import TrainingRequest
 from ml_platform.compute.usage import UsageSampler, combine, usage_record
@@ -410,15 +411,17 @@ def run_training(request: TrainingRequest, log: Any = None, *, ctx: DistContext 
         mlflow.flush_async_logging()
         _log_system_metrics_once(client, request.mlflow_run_id)
         used = usage_record(combine([usage.stop(), *peers]), request.requests, request.prices)
+        code = code_record(os.environ)
         client.log_batch(request.mlflow_run_id,
                          metrics=[Metric(k, v, int(time.time() * 1000), 0)
-                                  for k, v in used.metrics.items()],
-                         tags=[RunTag(k, v) for k, v in used.tags.items()])
+                                  for k, v in {**used.metrics, **code.metrics}.items()],
+                         tags=[RunTag(k, v) for k, v in {**used.tags, **code.tags}.items()])
 
     top = importance.head(TOP_FEATURES)
     return {"model_uri": info.model_uri, **_summary(result, test), **used.summary(),
             **{f"importance.{c}": float(v) for c, v in zip(top["column"], top["importance"],
                                                           strict=True)},
+            **code.tags, **code.metrics,
             "feature_importance_seconds": importance_seconds,
             "tracking_blocked_seconds": blocked, "tracking_flush_seconds": flush}
 

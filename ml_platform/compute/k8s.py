@@ -27,6 +27,9 @@ from typing import Any
 import dagster as dg
 
 from ml_platform import names
+from ml_platform.compute import code_package
+from ml_platform.compute.code_package import CodeStore, Shipment
+from ml_platform.compute.code_sync import REFUSED
 from ml_platform.compute.request import TrainingRequest
 from ml_platform.compute.trainer import Trainer, training_env
 from ml_platform.faults import first_line
@@ -37,6 +40,7 @@ SCRATCH = "/tmp"  # an emptyDir: the root filesystem is read-only
 CONTAINER = "training"
 GPU_RESOURCE = "nvidia.com/gpu"
 PIPES_PLACEHOLDER = "<set by Dagster Pipes when the step runs>"
+CODE_SYNC = "ml_platform.compute.code_sync"  # the pod's first command (see that module)
 RENDEZVOUS_PORT = 29500
 PLACEHOLDER_ATTEMPT = "00000000-0"  # <Dagster run id[:8]>-<retry number> when the step runs
 # Worker pod i of the Indexed Job is node i + 1 (node 0 is the Pipes pod); torchrun reads
@@ -80,6 +84,10 @@ class K8sPodTrainer(Trainer):
     extra_volumes: list[dict[str, Any]] = []
     """More volumes (manifest form), e.g. the chart's CA bundle ConfigMap."""
     extra_volume_mounts: list[dict[str, Any]] = []
+    code_sync: bool = True
+    """Ship the orchestrator's code to the pods as a code package in the lake (no image build
+    per change). Off (locked-down clusters): pods run the image's code, which must hash the
+    same as the orchestrator's."""
     pod_wait_timeout_s: float = 24 * 3600.0
     """The whole training pod's limit, from creation to exit (`compute.max_pending` bounds
     its start)."""
@@ -100,22 +108,40 @@ class K8sPodTrainer(Trainer):
             raise ValueError(f"no ComputeSpec for model {model!r}; known: {sorted(self.compute)}")
         return ComputeSpec.model_validate(self.compute[model])
 
-    def launch_args(self, request: TrainingRequest) -> dict[str, Any]:
+    def launch_args(self, request: TrainingRequest, code: Shipment) -> dict[str, Any]:
         """`base_pod_meta` and `base_pod_spec` of node 0's pod for `PipesK8sClient.run`."""
         compute = self.compute_for(request.model)
         return {"base_pod_meta": training_pod_meta(compute, request, node_rank=0, trainer=self),
-                "base_pod_spec": training_pod_spec(compute, request, self, node_rank=0)}
+                "base_pod_spec": training_pod_spec(compute, request, self, code, node_rank=0)}
 
-    def companions(self, request: TrainingRequest) -> list[dict[str, Any]]:
+    def companions(self, request: TrainingRequest, code: Shipment) -> list[dict[str, Any]]:
         """What a multi-node request needs beside node 0's pod: the rendezvous Service and the
         Indexed Job of nodes 1..n-1 (manifests, camelCase). Nothing for one node."""
         if request.nodes == 1:
             return []
         compute = self.compute_for(request.model)
-        return [rendezvous_service(request), worker_job(compute, request, self)]
+        return [rendezvous_service(request), worker_job(compute, request, self, code)]
+
+    def ship_code(self, store: CodeStore | None, log: Any) -> Shipment:
+        """The code the pods run: packaged and stored once per content hash (code sync), or the
+        image's (checked by the pod)."""
+        if self.code_sync and store is None:
+            raise ValueError("code sync needs the lake to put the code package in; set "
+                             "code_sync false (chart value training.codeSync) to run the "
+                             "image's code")
+        began = time.perf_counter()
+        code = code_package.ship(store, sync=self.code_sync)
+        if self.code_sync:
+            what = (f"uploaded ({code.archive_bytes / 1e6:.2f} MB)" if code.uploaded
+                    else "already in the lake")
+            log.info(f"code package {code.code_hash[:12]} {what} in "
+                     f"{time.perf_counter() - began:.2f}s")
+        else:
+            log.info(f"code sync off: the pods check that the image holds code {code.code_hash[:12]}")
+        return code
 
     def train(self, context: dg.AssetExecutionContext, request: TrainingRequest,
-              env: dict[str, str]) -> dict[str, Any]:
+              env: dict[str, str], code_store: CodeStore | None = None) -> dict[str, Any]:
         from dagster._core.errors import DagsterPipesExecutionError
         from dagster_k8s.client import DagsterK8sError, DagsterKubernetesClient
         from dagster_k8s.utils import detect_current_namespace
@@ -124,18 +150,19 @@ class K8sPodTrainer(Trainer):
         # Per attempt: a retried step never meets the pods of the attempt it replaces.
         request = pod_request(request, attempt=f"{context.run_id[:8]}-{context.retry_number}")
         compute = self.compute_for(request.model)
+        code = self.ship_code(code_store, context.log)
         context.log.info(f"training {request.model} on {request.nodes} pod(s): {compute.gpu} GPU, "
                          f"cpu {compute.cpu}, memory {compute.memory} each")
         client = _start_limited_client_class()(
             poll_interval=self.poll_interval_s, max_pending_s=compute.max_pending,
             model=request.model)
         namespace = self.namespace or detect_current_namespace(None) or "default"
-        companions = self.companions(request)
+        companions = self.companions(request, code)
         client._load_k8s_config()  # as `run` does: in-cluster, else the kubeconfig
         api = DagsterKubernetesClient.production_client()
         if request.nodes > 1:
             require_indexed_jobs(request.model, request.nodes, server_version())
-        launch = self.launch_args(request)
+        launch = self.launch_args(request, code)
         # Owned by the run pod: the cluster deletes the training (and a multi-node Job and
         # Service) when the run pod goes, so a lost run worker leaves no pod holding GPUs.
         owners = run_pod_owner(api.core_api, namespace, context.log)
@@ -156,6 +183,10 @@ class K8sPodTrainer(Trainer):
         except (DagsterK8sError, ApiException) as exc:
             if str(exc).startswith("Timed out"):  # pod_wait_timeout_s: a retry would wait again
                 raise
+            refused = re.search(f"{re.escape(REFUSED)}[^\"\\n]*", str(exc))
+            if refused:  # the image does not fit the code: a retry would refuse again
+                raise CodeSyncRefused(f"the training pod of {request.model}: "
+                                      f"{refused.group(0)}") from exc
             # The pod failed, or went (deleted, evicted, preempted: the training checkpoints on
             # SIGTERM): like a failed training process, the step's retry policy applies, and
             # the retry resumes from the newest checkpoint in the same MLflow run.
@@ -204,6 +235,10 @@ def run_pod_owner(core_api: Any, namespace: str, log: Any) -> list[dict[str, Any
         return []
     return [{"apiVersion": "v1", "kind": "Pod", "name": name, "uid": pod.metadata.uid,
              "controller": False, "blockOwnerDeletion": False}]
+
+
+class CodeSyncRefused(RuntimeError):
+    """The training pod refused the code it was sent (`compute.code_sync`): not retried."""
 
 
 class TrainingPodPending(RuntimeError):
@@ -372,8 +407,9 @@ def rendezvous_name(request: TrainingRequest) -> str:
 
 def _command(request: TrainingRequest, node_rank: int | None) -> list[str]:
     """The entrypoint, or `torchrun` over the pod's GPUs and the other nodes (the request knows
-    how to start itself, as in the local backend). `node_rank` None: a worker of the Job."""
-    command = request.command("python", node_rank=node_rank)
+    how to start itself, as in the local backend), started by `code_sync`, which checks the
+    image and puts the code package in place first. `node_rank` None: a worker of the Job."""
+    command = ["python", "-m", CODE_SYNC, "--", *request.command("python", node_rank=node_rank)]
     return command if node_rank is not None else ["sh", "-c", WORKER_SHELL, "node", *command]
 
 
@@ -410,7 +446,7 @@ def training_pod_meta(compute: ComputeSpec, request: TrainingRequest,
 
 
 def training_pod_spec(compute: ComputeSpec, request: TrainingRequest, trainer: K8sPodTrainer,
-                      node_rank: int | None = 0) -> dict[str, Any]:
+                      code: Shipment, node_rank: int | None = 0) -> dict[str, Any]:
     """The pod spec of one training node (camelCase, as in a manifest): pure, no cluster needed.
 
     GPUs are limits only (Kubernetes sets the request equal); cpu and memory are requested and
@@ -439,6 +475,7 @@ def training_pod_spec(compute: ComputeSpec, request: TrainingRequest, trainer: K
             {"name": "HOME", "value": SCRATCH},
             {"name": "ML_PLATFORM_HOME", "value": f"{SCRATCH}/ml-platform"},
             {"name": "PYTHONUNBUFFERED", "value": "1"},
+            *({"name": k, "value": v} for k, v in sorted(code.env.items())),
         ],
         "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH},
                          {"name": "dshm", "mountPath": "/dev/shm"}, *trainer.extra_volume_mounts],
@@ -514,8 +551,8 @@ def rendezvous_service(request: TrainingRequest) -> dict[str, Any]:
     }
 
 
-def worker_job(compute: ComputeSpec, request: TrainingRequest,
-               trainer: K8sPodTrainer) -> dict[str, Any]:
+def worker_job(compute: ComputeSpec, request: TrainingRequest, trainer: K8sPodTrainer,
+               code: Shipment) -> dict[str, Any]:
     """The Indexed Job of nodes 1..n-1: the same pod as node 0 but for its command.
 
     No retries of its own (`backoffLimit: 0`): a lost node fails the whole training, and
@@ -533,7 +570,8 @@ def worker_job(compute: ComputeSpec, request: TrainingRequest,
             "ttlSecondsAfterFinished": 3600,  # if the step could not delete it
             "template": {"metadata": training_pod_meta(compute, request, node_rank=None,
                                                        trainer=trainer),
-                         "spec": training_pod_spec(compute, request, trainer, node_rank=None)},
+                         "spec": training_pod_spec(compute, request, trainer, code,
+                                                   node_rank=None)},
         },
     }
     if trainer.pod_wait_timeout_s > 0:  # 0: no limit, as for PipesK8sClient's wait
@@ -548,11 +586,13 @@ def placeholder_request(spec: ModelSpec) -> TrainingRequest:
 
 
 def render_training_pod(spec: ModelSpec, trainer: K8sPodTrainer | None = None, *,
-                        namespace: str | None = None) -> dict[str, Any]:
+                        namespace: str | None = None, code: Shipment | None = None
+                        ) -> dict[str, Any]:
     """The Pod manifest the `trained` step of `spec` submits, as a plain dict.
 
     Built by `dagster_k8s.pipes.build_pod_body`, the function `PipesK8sClient.run` uses, from
-    the same `launch_args`; the run id in the name and the Pipes variables are placeholders.
+    the same `launch_args`; the run id in the name, the Pipes variables and the code
+    package's URI are placeholders.
     """
     import kubernetes
     from dagster_k8s.pipes import build_pod_body, get_pod_name
@@ -560,6 +600,7 @@ def render_training_pod(spec: ModelSpec, trainer: K8sPodTrainer | None = None, *
 
     trainer = trainer or K8sPodTrainer.from_env([spec])
     request = pod_request(placeholder_request(spec), attempt=PLACEHOLDER_ATTEMPT)
+    code = code or code_package.ship(None, sync=trainer.code_sync)
     op_name = dg.AssetKey(names.model_asset_path(spec.name, "trained")).to_python_identifier()
     pod_name = re.sub(r"\d{10}$", "0" * 10, get_pod_name("0" * 18, op_name))
     tracking = os.environ.get("MLFLOW_TRACKING_URI", "<MLFLOW_TRACKING_URI of the run>")
@@ -567,7 +608,7 @@ def render_training_pod(spec: ModelSpec, trainer: K8sPodTrainer | None = None, *
         pod_name=pod_name, image=None, command=None,
         env_vars={DAGSTER_PIPES_CONTEXT_ENV_VAR: PIPES_PLACEHOLDER,
                   DAGSTER_PIPES_MESSAGES_ENV_VAR: PIPES_PLACEHOLDER, **training_env(tracking)},
-        **trainer.launch_args(request),
+        **trainer.launch_args(request, code),
     )
     manifest = kubernetes.client.ApiClient().sanitize_for_serialization(body)
     manifest = {"apiVersion": "v1", "kind": "Pod", **manifest}
@@ -581,9 +622,11 @@ def render_training(spec: ModelSpec, trainer: K8sPodTrainer | None = None, *,
     """Every manifest the `trained` step of `spec` submits: node 0's pod and, for several
     nodes, the rendezvous Service and the worker Job before it."""
     trainer = trainer or K8sPodTrainer.from_env([spec])
-    companions = trainer.companions(pod_request(placeholder_request(spec), PLACEHOLDER_ATTEMPT))
+    code = code_package.ship(None, sync=trainer.code_sync)
+    companions = trainer.companions(pod_request(placeholder_request(spec), PLACEHOLDER_ATTEMPT),
+                                    code)
     namespace = namespace or trainer.namespace
     for manifest in companions:
         if namespace:
             manifest["metadata"]["namespace"] = namespace
-    return [*companions, render_training_pod(spec, trainer, namespace=namespace)]
+    return [*companions, render_training_pod(spec, trainer, namespace=namespace, code=code)]

@@ -8,6 +8,7 @@ from typing import Any
 
 import dagster as dg
 
+from ml_platform.compute.code_package import CodeStore
 from ml_platform.compute.request import ENTRYPOINT, TrainingRequest
 from ml_platform.compute.trainer import Trainer
 from ml_platform.ml.distributed import threads_per_process
@@ -26,8 +27,9 @@ class LocalProcessTrainer(Trainer):
     python: str | None = None  # default: the orchestrator's own interpreter
 
     def train(self, context: dg.AssetExecutionContext, request: TrainingRequest,
-              env: dict[str, str]) -> dict[str, Any]:
-        # One machine here: the nodes' processes all run on it.
+              env: dict[str, str], code_store: CodeStore | None = None) -> dict[str, Any]:
+        # The orchestrator's own code and interpreter: nothing to ship. One machine here: the
+        # nodes' processes all run on it.
         local = dataclasses.replace(request, processes=request.world_size, nodes=1)
         env = dict(env)
         if local.world_size > 1:

@@ -6,6 +6,7 @@ from typing import Any
 
 import dagster as dg
 
+from ml_platform.compute.code_package import CodeStore
 from ml_platform.compute.request import TrainingRequest
 
 
@@ -24,7 +25,8 @@ class Trainer(dg.ConfigurableResource):
     what its rank 0 reported over Dagster Pipes (the run's summary: model URI, metrics)."""
 
     def train(self, context: dg.AssetExecutionContext, request: TrainingRequest,
-              env: dict[str, str]) -> dict[str, Any]:
+              env: dict[str, str], code_store: CodeStore | None = None) -> dict[str, Any]:
+        """`code_store`: where a backend that runs elsewhere puts the code it ships (the lake)."""
         raise NotImplementedError
 
     @staticmethod

@@ -10,7 +10,9 @@ from pathlib import Path
 from ml_platform.specs import ModelSpec
 
 _PACKAGE = Path(__file__).resolve().parents[1]
-_TRAINING_SOURCES = ("ml", "compute/entrypoint.py", "compute/request.py")
+# What decides how a model trains: its code, and the libraries it runs on (a dependency bump
+# retrains, as a code change does). The rest of the package (CLI, orchestration) does not.
+_TRAINING_SOURCES = ("ml", "compute/entrypoint.py", "compute/request.py", "runtime.lock")
 
 
 @cache
@@ -25,5 +27,5 @@ def _source_digest() -> str:
 
 
 def training_code_version(spec: ModelSpec) -> str:
-    """Changes when the model's spec or any training source file changes."""
+    """Changes when the model's spec, a training source file or the runtime lock changes."""
     return hashlib.sha256(f"{spec.fingerprint}:{_source_digest()}".encode()).hexdigest()[:12]

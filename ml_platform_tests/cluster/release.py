@@ -8,6 +8,7 @@ cluster IPs (kube-proxy routes them from the node)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -256,3 +257,27 @@ def _answers(url: str) -> bool:
     from ml_platform.tracking.server import is_healthy
 
     return is_healthy(url)
+
+
+def stop_daemon(release: Release) -> None:
+    """Scale the release's Dagster daemon to zero and wait for its pod to go: no sensor acts
+    on what the host lands, so a command run on the host is the only one at work."""
+    apps = kubernetes.client.AppsV1Api(
+        kubernetes.config.new_client_from_config(config_file=str(kubeconfig_path())))
+    apps.patch_namespaced_deployment_scale(f"{FULLNAME}-daemon", release.namespace,
+                                           {"spec": {"replicas": 0}})
+    core = kubernetes.client.CoreV1Api(apps.api_client)
+    wait_for(lambda: not core.list_namespaced_pod(
+        release.namespace, label_selector="app.kubernetes.io/component=daemon").items,
+        120, "the daemon's pod to go")
+
+
+def laptop_env(api: kubernetes.client.CoreV1Api, release: Release, **training: Any
+               ) -> dict[str, str]:
+    """The environment of `ml-platform` run on the host as from a laptop against the release:
+    the `k8s` profile, training in pods (`ML_PLATFORM_TRAINER=pod`) placed with the release's
+    own training settings (its env ConfigMap, updated with `training`), the kubeconfig."""
+    config = api.read_namespaced_config_map(f"{FULLNAME}-env", release.namespace).data
+    settings = {**json.loads(config["ML_PLATFORM_TRAINING_POD"]), **training}
+    return {**os.environ, **release.env, "ML_PLATFORM_TRAINER": "pod",
+            "KUBECONFIG": str(kubeconfig_path()), "ML_PLATFORM_TRAINING_POD": json.dumps(settings)}

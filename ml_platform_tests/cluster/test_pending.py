@@ -51,7 +51,7 @@ def test_a_pod_that_cannot_start_fails_the_step_naming_why(
     trainer = K8sPodTrainer(
         compute={"listing_price": {"cpu": "100m", "memory": "256Mi", "image": PROJECT_IMAGE,
                                    "max_pending": MAX_PENDING, **compute}},
-        namespace=ns, shm_size="64Mi", poll_interval_s=1.0)
+        namespace=ns, shm_size="64Mi", poll_interval_s=1.0, code_sync=False)
 
     @dg.asset(key=["listing_price", "trained"])
     def trained(context) -> None:  # no hint: `from __future__` makes it a string
@@ -82,7 +82,7 @@ def test_multi_node_is_refused_before_anything_is_created_on_1_20(
     trainer = K8sPodTrainer(
         compute={"listing_price": {"cpu": "100m", "memory": "256Mi", "gpu": 1, "nodes": 2,
                                    "image": PROJECT_IMAGE}},
-        namespace=ns, shm_size="64Mi", poll_interval_s=1.0)
+        namespace=ns, shm_size="64Mi", poll_interval_s=1.0, code_sync=False)
 
     @dg.asset(key=["listing_price", "trained"])
     def trained(context) -> None:

@@ -4,7 +4,8 @@ from the project's image (`make image`) on an advertised GPU through `PipesK8sCl
 reads the training set, trains, logs to MLflow and reports back over Pipes (pod logs read
 through the API server and the kubelet). Asserted: one materialization with the pod's metrics,
 one MLflow metric point per epoch in the run the step created, the model logged, the pod asked
-for `nvidia.com/gpu: 1` and was placed by the scheduler.
+for `nvidia.com/gpu: 1` and was placed by the scheduler. Code sync is off here: the pod checks
+that the image holds this checkout's code and tags the run with its hash.
 
 Real: the cluster, the image, Dagster Pipes, an `mlflow server` and an HTTP file server on the
 node's address (the pod reaches them as it would reach the chart's MLflow and S3). Faked: the
@@ -27,6 +28,7 @@ import kubernetes
 import pandas as pd
 import pytest
 
+from ml_platform.compute.code_package import package_hash
 from ml_platform.compute.k8s import K8sPodTrainer
 from ml_platform.compute.request import TrainingRequest
 from ml_platform.ml.features import build_features
@@ -109,7 +111,8 @@ def test_training_step_runs_in_a_gpu_pod(api: kubernetes.client.CoreV1Api, ns: s
         seed=1, pip_requirements=["torch", "mlflow"])
     trainer = K8sPodTrainer(
         compute={"listing_price": {"cpu": "1", "memory": "2Gi", "gpu": 1, "image": PROJECT_IMAGE}},
-        namespace=ns, image_pull_policy="Never", poll_interval_s=1.0, pod_wait_timeout_s=300)
+        namespace=ns, image_pull_policy="Never", poll_interval_s=1.0, pod_wait_timeout_s=300,
+        code_sync=False)  # the image's code (`cluster/test_code_sync.py` ships it)
 
     @dg.asset
     def trained(context) -> dg.MaterializeResult:  # no hint: `from __future__` makes it a string
@@ -138,6 +141,9 @@ def test_training_step_runs_in_a_gpu_pod(api: kubernetes.client.CoreV1Api, ns: s
     assert pod.spec.node_name and pod.metadata.labels["ml-platform/model"] == "listing_price"
     run = client.get_run(run_id)
     assert run.data.tags["ml_platform.model_uri"] == meta["model_uri"]
+    # Code sync off: the pod checked that the image's code is this checkout's, and ran it.
+    assert run.data.tags["ml_platform.code_source"] == "image"
+    assert run.data.tags["ml_platform.code_package"] == package_hash()
     history = client.get_metric_history(run_id, "valid_mae")
     assert sorted(m.step for m in history) == list(range(1, EPOCHS + 1))
 

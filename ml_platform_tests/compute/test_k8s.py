@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from ml_platform.cli import main
+from ml_platform.compute import code_package
 from ml_platform.compute.k8s import (
     GPU_RESOURCE,
     PIPES_PLACEHOLDER,
@@ -53,15 +54,48 @@ def _trainer(spec: ModelSpec, **settings: Any) -> K8sPodTrainer:
     return K8sPodTrainer(compute=compute, **settings)
 
 
+class _Store:
+    """An object store in memory, shaped like the S3 lake (`code_package.CodeStore`)."""
+
+    is_shared = True
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+
+    def exists(self, key: str) -> bool:
+        return key in self.objects
+
+    def write_bytes(self, key: str, data: bytes) -> str:
+        self.objects[key] = data
+        return self.uri(key)
+
+    def uri(self, key: str) -> str:
+        return f"s3://b/lake/{key}"
+
+
+ENTRYPOINT_COMMAND = ["python", "-m", "ml_platform.compute.code_sync", "--",
+                      "python", "-m", "ml_platform.compute.entrypoint"]
+
+
 def test_cli_render_validates_and_carries_the_spec(capsys: pytest.CaptureFixture[str]) -> None:
     spec = _spec()
     with env(**{POD_ENV: None}):
         assert main(["k8s", "render", "listing_price", "--namespace", "ml"]) == 0
-    pod = yaml.safe_load(capsys.readouterr().out)
+    out = capsys.readouterr().out
+    assert f"# Code: package {code_package.build().code_hash} of this checkout" in out
+    pod = yaml.safe_load(out)
     validate(pod)
     assert pod["kind"] == "Pod" and pod["metadata"]["namespace"] == "ml"
     (container,) = pod["spec"]["containers"]
-    assert container["command"] == ["python", "-m", "ml_platform.compute.entrypoint"]
+    assert container["command"] == ENTRYPOINT_COMMAND
+    # Code sync: the package's content hash, the runtime lock's, the package's place (known
+    # when the step runs)
+    package = code_package.build()
+    code_env = {e["name"]: e["value"] for e in container["env"] if e["name"].startswith("ML_PLATFORM_")}
+    assert code_env == {"ML_PLATFORM_HOME": "/tmp/ml-platform",
+                        "ML_PLATFORM_CODE_HASH": package.code_hash,
+                        "ML_PLATFORM_RUNTIME_LOCK": code_package.lock_hash(),
+                        "ML_PLATFORM_CODE_PACKAGE": f"<lake URI of code/{package.code_hash}.tar.gz>"}
     assert container["resources"] == {
         "requests": {"cpu": spec.compute.cpu, "memory": spec.compute.memory},
         "limits": {"cpu": spec.compute.cpu, "memory": spec.compute.memory,
@@ -130,8 +164,9 @@ def test_settings_from_the_environment() -> None:
 def test_pod_spec_is_pure() -> None:
     spec = _spec()
     request, trainer = placeholder_request(spec), _trainer(spec)
-    assert training_pod_spec(spec.compute, request, trainer) == training_pod_spec(
-        ComputeSpec.model_validate(spec.compute.model_dump()), request, trainer)
+    code = code_package.ship(None)
+    assert training_pod_spec(spec.compute, request, trainer, code) == training_pod_spec(
+        ComputeSpec.model_validate(spec.compute.model_dump()), request, trainer, code)
 
 
 class _Refused(Exception):
@@ -170,10 +205,13 @@ def _fake_cluster(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, Any]]
     return calls
 
 
-def _train(trainer: K8sPodTrainer, request: Any) -> dg.ExecuteInProcessResult:
+def _train(trainer: K8sPodTrainer, request: Any,
+           store: _Store | None = None) -> dg.ExecuteInProcessResult:
+    store = store or _Store()
+
     @dg.asset(key=["listing_price", "trained"])
     def trained(context, trainer: K8sPodTrainer) -> None:  # type: ignore[no-untyped-def]
-        trainer.train(context, request, env=training_env("http://mlflow:5000"))
+        trainer.train(context, request, env=training_env("http://mlflow:5000"), code_store=store)
 
     result = dg.materialize([trained], resources={"trainer": trainer}, raise_on_error=False)
     (failure,) = [e for e in result.all_events if e.is_step_failure]
@@ -208,6 +246,10 @@ def test_train_submits_the_rendered_pod(monkeypatch: pytest.MonkeyPatch) -> None
     # dagster-<run id[:18]>-<op name[:20]>-<10 digits>: same op part, another run id
     op_part = lambda pod: pod["metadata"]["name"][27:-11]  # noqa: E731
     assert op_part(submitted) == op_part(rendered) == "listing-price--train"
+    # The code package, in the lake under its content hash, is where the pod is told to look.
+    code = code_package.build()
+    assert submitted_env["ML_PLATFORM_CODE_PACKAGE"] == f"s3://b/lake/code/{code.code_hash}.tar.gz"
+    assert submitted_env["ML_PLATFORM_CODE_HASH"] == rendered_env["ML_PLATFORM_CODE_HASH"] == code.code_hash
     assert submitted["metadata"]["annotations"] == {"ml-platform/mlflow-run-id": "0123abcd",
                                                     "ml-platform/max-pending": "600s"}
 
@@ -285,11 +327,15 @@ def test_multi_node_renders_a_service_a_worker_job_and_node_0(
     torchrun = ["python", "-m", "torch.distributed.run", "--nproc-per-node=4", "--nnodes=3"]
     rendezvous = [f"--master-addr={name}", f"--master-port={RENDEZVOUS_PORT}",
                   "--rdzv-conf=timeout=1800", "-m", "ml_platform.compute.entrypoint"]
-    assert node0["command"] == [*torchrun, "--node-rank=0", *rendezvous]
+    code_sync = ENTRYPOINT_COMMAND[:4]
+    assert node0["command"] == [*code_sync, *torchrun, "--node-rank=0", *rendezvous]
     assert workerc["command"][:2] == ["sh", "-c"] and "JOB_COMPLETION_INDEX + 1" in workerc["command"][2]
-    assert workerc["command"][4:] == [*torchrun, *rendezvous]
-    # Only node 0 talks to Dagster: the workers get no Pipes channel and no tracking URI.
-    assert {e["name"] for e in workerc["env"]} == {"HOME", "ML_PLATFORM_HOME", "PYTHONUNBUFFERED"}
+    assert workerc["command"][4:] == [*code_sync, *torchrun, *rendezvous]
+    # Only node 0 talks to Dagster: the workers get no Pipes channel and no tracking URI; every
+    # node fetches the same code package.
+    assert {e["name"] for e in workerc["env"]} == {
+        "HOME", "ML_PLATFORM_HOME", "PYTHONUNBUFFERED", "ML_PLATFORM_CODE_HASH",
+        "ML_PLATFORM_RUNTIME_LOCK", "ML_PLATFORM_CODE_PACKAGE"}
 
     # The CLI prints the three, in the order `train` creates them.
     specs = tmp_path / "specs"
@@ -427,7 +473,7 @@ def test_a_pod_pending_past_max_pending_fails_the_step_with_the_reason(
 
     @dg.asset(key=["listing_price", "trained"])
     def trained(context, trainer: K8sPodTrainer) -> None:  # type: ignore[no-untyped-def]
-        trainer.train(context, request, env=training_env("http://mlflow:5000"))
+        trainer.train(context, request, env=training_env("http://mlflow:5000"), code_store=_Store())
 
     instance = dg.DagsterInstance.ephemeral()
     result = dg.materialize([trained], resources={"trainer": trainer}, instance=instance,
@@ -514,3 +560,39 @@ def test_multi_node_needs_indexed_jobs() -> None:
         require_indexed_jobs("listing_price", 2, (1, 20))
     require_indexed_jobs("listing_price", 2, (1, 24))
     require_indexed_jobs("listing_price", 2, (2, 0))
+
+
+def test_a_pod_refusing_its_code_fails_the_step_once_naming_both_hashes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`code_sync` in the pod refused (the image's runtime lock is another): the step fails at
+    once with the pod's one line, instead of retrying a pod that would refuse again."""
+    from dagster._core.errors import DagsterPipesExecutionError
+    from dagster_k8s.client import DagsterK8sError
+
+    from ml_platform.compute.k8s import _start_limited_client_class
+    from ml_platform.pipeline.retries import MLFLOW_RETRY, fail_fast
+
+    _fake_cluster(monkeypatch)
+    refusal = ("code sync refused: this image was built from runtime lock aaa, the "
+               "orchestrator's code needs bbb: rebuild the image")
+
+    def run(self: Any, **kwargs: Any) -> None:  # as PipesK8sClient reports a failed container
+        raise DagsterK8sError(f'Pod p terminated but some containers exited with errors:\n'
+                              f'Container "training" failed with message: "{refusal}". '
+                              f'Last 100 log lines: "{refusal}\n"')
+
+    monkeypatch.setattr(_start_limited_client_class(), "run", run)
+    spec = _spec()
+    trainer, request = _trainer(spec, namespace="ml"), placeholder_request(spec)
+
+    @dg.asset(key=["listing_price", "trained"], retry_policy=MLFLOW_RETRY)
+    def trained(context, trainer: K8sPodTrainer) -> None:  # type: ignore[no-untyped-def]
+        with fail_fast(retry_on=(DagsterPipesExecutionError,)):
+            trainer.train(context, request, env=training_env("http://mlflow:5000"),
+                          code_store=_Store())
+
+    result = dg.materialize([trained], resources={"trainer": trainer}, raise_on_error=False)
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    assert failure.step_failure_data.error.message.strip().endswith(
+        f"the training pod of listing_price: {refusal}")

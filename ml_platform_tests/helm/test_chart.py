@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ml_platform.compute.code_package import package_hash
 from ml_platform.compute.k8s import GPU_RESOURCE, K8sPodTrainer, render_training_pod
 from ml_platform.settings import instance_config
 from ml_platform.specs import load_specs
@@ -217,6 +218,10 @@ def test_gpu_pool_values_reach_the_training_pod() -> None:
     assert container["image"] == "ml-platform:0.1.0"
     assert {"configMapRef": {"name": "mlp-ml-platform-env"}} in container["envFrom"]
     assert {"secretRef": {"name": "ml-platform-s3"}} in container["envFrom"]
+    # Code sync on by default: the pod is told which package to fetch and which lock to check.
+    assert settings["code_sync"] is True
+    names = {e["name"] for e in container["env"]}
+    assert {"ML_PLATFORM_CODE_PACKAGE", "ML_PLATFORM_CODE_HASH", "ML_PLATFORM_RUNTIME_LOCK"} <= names
 
 
 # Each command the chart runs, mapped to the pinned CLI that must accept every flag it passes.
@@ -494,3 +499,16 @@ def test_cost_prices_reach_the_training_request(tmp_path: Path) -> None:
         request = TrainingRequest.for_spec(spec, training_set_uri="u", mlflow_run_id="r",
                                            checkpoint_dir="c")
     assert request.prices == prices
+
+
+def test_code_sync_off_runs_the_image_code(tmp_path: Path) -> None:
+    """training.codeSync false (a locked-down cluster): the pods are told no package, only the
+    content hash the image's code must have."""
+    objects = _template(tmp_path, {"training": {"codeSync": False}})
+    training = json.loads(config_map(objects, "env")["ML_PLATFORM_TRAINING_POD"])
+    assert training["code_sync"] is False
+    with env(ML_PLATFORM_TRAINING_POD=json.dumps(training)):
+        pod = render_training_pod(load_specs()[0])
+    code_env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]
+                if e["name"].startswith("ML_PLATFORM_CODE")}
+    assert code_env == {"ML_PLATFORM_CODE_HASH": package_hash()}

@@ -10,9 +10,10 @@
 #  - buildah's storage lives under the cache directory, not /var/lib/containers.
 # Also the chart's bundled PostgreSQL for the local cluster ($POSTGRES_IMAGE, postgres/Containerfile:
 # Debian's postgresql-15 on the same base), since there is no registry to pull postgres:16.4 from.
-# Usage: image.sh [--no-import | --if-missing]. Output: $PROJECT_IMAGE_TAR and $POSTGRES_IMAGE_TAR,
-# and both images in the cluster's containerd (namespace k8s.io). --if-missing: nothing to do
-# when containerd has both.
+# Usage: image.sh [--no-import | --if-missing | --project-only]. Output: $PROJECT_IMAGE_TAR and
+# $POSTGRES_IMAGE_TAR, and both images in the cluster's containerd (namespace k8s.io).
+# --if-missing: nothing to do when containerd has both. --project-only: the project's image
+# alone (benchmarks/cluster_loop.py's rebuild path).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 [[ $EUID -eq 0 ]] || die "image.sh needs root (buildah chroot isolation, debootstrap)"
@@ -20,15 +21,17 @@ for tool in buildah debootstrap; do
   command -v "$tool" >/dev/null || die "$tool missing: apt-get install buildah debootstrap"
 done
 IMPORT=1
+POSTGRES=1
 case "${1:-}" in
   --no-import) IMPORT=0 ;;
+  --project-only) POSTGRES=0 ;;
   --if-missing)
     in_cluster() { ctr --address "$CONTAINERD_SOCK" -n k8s.io images ls -q "name==$1" 2>/dev/null | grep -q .; }
     if in_cluster "$PROJECT_IMAGE" && in_cluster "$POSTGRES_IMAGE"; then
       log "$PROJECT_IMAGE and $POSTGRES_IMAGE are in the cluster already (make image rebuilds them)"; exit 0
     fi ;;
   "") ;;
-  *) die "usage: image.sh [--no-import | --if-missing]" ;;
+  *) die "usage: image.sh [--no-import | --if-missing | --project-only]" ;;
 esac
 IMAGE_DIR="$CACHE_ROOT/image"
 BASE="localhost/ml-platform-base:bookworm-py3.11"
@@ -94,23 +97,29 @@ B0=$(date +%s)
   -f "$REPO_ROOT/Dockerfile" -t "$PROJECT_IMAGE" "$REPO_ROOT" > "$IMAGE_DIR/build.log" 2>&1 \
   || { tail -20 "$IMAGE_DIR/build.log" >&2; die "image build failed: see $IMAGE_DIR/build.log"; }
 log "built in $(( $(date +%s) - B0 ))s"
+E0=$(date +%s)
 rm -f "$PROJECT_IMAGE_TAR"
 "${BUILDAH[@]}" push --quiet "$PROJECT_IMAGE" "docker-archive:$PROJECT_IMAGE_TAR:$PROJECT_IMAGE" >/dev/null
+log "exported in $(( $(date +%s) - E0 ))s"
+TARS=("$PROJECT_IMAGE_TAR")
 
 # 4. The chart's PostgreSQL for the local cluster (apt inside the build; cached layers after).
-log "buildah bud -> $POSTGRES_IMAGE"
-"${BUILDAH[@]}" bud --isolation chroot --layers --build-arg "BASE_IMAGE=$BASE" \
-  -f "$CLUSTER_DIR/postgres/Containerfile" -t "$POSTGRES_IMAGE" "$CLUSTER_DIR/postgres" \
-  > "$IMAGE_DIR/postgres-build.log" 2>&1 \
-  || { tail -20 "$IMAGE_DIR/postgres-build.log" >&2; die "postgres image build failed: see $IMAGE_DIR/postgres-build.log"; }
-rm -f "$POSTGRES_IMAGE_TAR"
-"${BUILDAH[@]}" push --quiet "$POSTGRES_IMAGE" "docker-archive:$POSTGRES_IMAGE_TAR:$POSTGRES_IMAGE" >/dev/null
+if (( POSTGRES )); then
+  log "buildah bud -> $POSTGRES_IMAGE"
+  "${BUILDAH[@]}" bud --isolation chroot --layers --build-arg "BASE_IMAGE=$BASE" \
+    -f "$CLUSTER_DIR/postgres/Containerfile" -t "$POSTGRES_IMAGE" "$CLUSTER_DIR/postgres" \
+    > "$IMAGE_DIR/postgres-build.log" 2>&1 \
+    || { tail -20 "$IMAGE_DIR/postgres-build.log" >&2; die "postgres image build failed: see $IMAGE_DIR/postgres-build.log"; }
+  rm -f "$POSTGRES_IMAGE_TAR"
+  "${BUILDAH[@]}" push --quiet "$POSTGRES_IMAGE" "docker-archive:$POSTGRES_IMAGE_TAR:$POSTGRES_IMAGE" >/dev/null
+  TARS+=("$POSTGRES_IMAGE_TAR")
+fi
 
 # 5. Into the cluster's containerd, where pods with imagePullPolicy IfNotPresent find them.
 if (( IMPORT )); then
   [[ -S "$CONTAINERD_SOCK" ]] || die "the cluster is not up (make cluster-up); the archives are $PROJECT_IMAGE_TAR and $POSTGRES_IMAGE_TAR"
   I0=$(date +%s)
-  for tar in "$PROJECT_IMAGE_TAR" "$POSTGRES_IMAGE_TAR"; do
+  for tar in "${TARS[@]}"; do
     ctr --address "$CONTAINERD_SOCK" -n k8s.io images import "$tar" >/dev/null
   done
   log "imported into containerd in $(( $(date +%s) - I0 ))s"

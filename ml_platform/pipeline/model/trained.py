@@ -85,7 +85,7 @@ def _train(context: dg.AssetExecutionContext, chain: Chain, ts: TrainingSetRecor
         checkpoint_mirror=lake.uri(mirror) if lake.is_shared else "",
         training_set_hash=ts.training_set_hash, partitions=ts.partitions,
     )
-    return trainer.train(context, request, env=training_env(mlflow.uri))
+    return trainer.train(context, request, env=training_env(mlflow.uri), code_store=lake)
 
 
 def gpu_utilization_check(summary: dict[str, Any], threshold: float,
@@ -152,7 +152,8 @@ def trained_asset(chain: Chain) -> dg.AssetsDefinition:
                 "mlflow_run_url": dg.MetadataValue.url(mlflow.run_url(run_id)),
                 **upstream_metadata(("training_set", ts)),
                 **{k: v for k, v in summary.items()
-                   if isinstance(v, int | float) or k.startswith(Usage.PREFIX)},
+                   if isinstance(v, int | float) or k.startswith(Usage.PREFIX)
+                   or k in (Tag.CODE_PACKAGE, Tag.CODE_SOURCE)},
             }, check_results=[gpu_utilization_check(
                 summary, threshold, reused_run=run_id if reusable is not None else None)])
 
