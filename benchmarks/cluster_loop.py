@@ -60,7 +60,7 @@ from ml_platform_tests.cluster.release import (  # noqa: E402
     stop_daemon,
 )
 
-SPEC = small_spec()
+SPEC = small_spec(cpu="1")  # a core for the training pod: its imports are most of the loop
 STAGES = ("trained", "evaluation")
 MATERIALIZE = ("dagster", "asset", "materialize", "-m", "ml_platform.definitions", "--select",
                ",".join("/".join(names.model_asset_path(SPEC.name, s)) for s in STAGES))

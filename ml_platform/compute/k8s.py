@@ -91,7 +91,10 @@ class K8sPodTrainer(Trainer):
     pod_wait_timeout_s: float = 24 * 3600.0
     """The whole training pod's limit, from creation to exit (`compute.max_pending` bounds
     its start)."""
-    poll_interval_s: float = 5.0
+    poll_interval_s: float = 1.0
+    """How often the step reads the pod's state while it waits for it to start and to end:
+    a read is one small API call, and every second spent between them is added to each
+    training (five seconds made a quarter of the cluster inner loop)."""
 
     @classmethod
     def from_env(cls, specs: Sequence[ModelSpec]) -> K8sPodTrainer:
