@@ -142,8 +142,9 @@ def landing_sensor(ds: DatasetSpec) -> dg.SensorDefinition:
                                                   ds.retry_max_hours * 3600)
         # Never ingested and not waiting out the debounce: a file held as early whose day has
         # come, or one written before the watermark (copied in with its old time).
+        pending = set(plan.cursor.pending)  # a set: thousands of days are looked up in it
         unseen = [d for d, s in states.items()
-                  if s.state == "due" and not s.run_id and d not in plan.cursor.pending]
+                  if s.state == "due" and not s.run_id and d not in pending]
         # Only days still due: days `ml-platform demo` or `ingest` already took to the end (or
         # that are in flight or rejected) are not ingested again.
         run_days = sorted(d for d in {*plan.run_days, *retry, *unseen}

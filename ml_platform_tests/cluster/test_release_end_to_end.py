@@ -78,6 +78,13 @@ def finished_run(instance: dg.DagsterInstance, job: str, timeout: float) -> dg.D
     return wait_for(done, timeout, f"a finished run of {job}", interval=2)
 
 
+def _failure(event: dg.DagsterEvent) -> str:
+    """A failure event's message, with the step's error (its message and where it was raised)."""
+    error = getattr(event.event_specific_data, "error", None)
+    message = event.message or ""
+    return message if error is None else f"{message}\n{error.to_string()[-3000:]}"
+
+
 def test_landed_days_reach_production_through_the_daemon_and_a_gpu_pod(
         api: kubernetes.client.CoreV1Api, release: Release) -> None:
     ns = release.namespace
@@ -90,7 +97,8 @@ def test_landed_days_reach_production_through_the_daemon_and_a_gpu_pod(
             run = finished_run(instance, names.retrain_job("bookings"), 900)
             logs = instance.all_logs(run.run_id)
     print(f"landing to a finished run on the cluster: {time.monotonic() - started:.0f}s")
-    failures = [e.message for e in logs if e.dagster_event and e.dagster_event.is_failure]
+    failures = [_failure(e.dagster_event) for e in logs
+                if e.dagster_event and e.dagster_event.is_failure]
     assert run.status == dg.DagsterRunStatus.SUCCESS, "\n".join(failures) or pods.dump(api)
 
     # The run executed in a run-worker pod (K8sRunLauncher), which launched the training pod.
