@@ -278,6 +278,9 @@ it to a worker process. A sensor's tick reads its dataset's landing zone and the
 assets (`raw`, `validated`) and runs, never a model's: it does not grow with the models on a
 dataset ({per_sensor}, median of the daemon's recorded ticks). With the shipped specs the
 interval is 30 s and the debounce 60 s: a burst of files waits for quiet before its one run.
+
+With 1,000 models the daemon's code server does not load yet (per-model jobs): see
+[A thousand models](#a-thousand-models-where-the-code-locations-load-time-goes).
 """
     publish("sensor_latency", body, write=not args.no_write)
 
