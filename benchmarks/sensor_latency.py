@@ -224,7 +224,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--landings", type=int, default=5)
     parser.add_argument("--specs", type=int, default=1000,
-                        help="model specs for the code-location load and the daemon's ticks")
+                        help="model specs for the code-location load")
     parser.add_argument("--tick-specs", type=int, default=100,
                         help="model specs in the daemon's code location for its sensor ticks "
                              "(1,000 do not load there yet: docs/benchmarks.md)")
