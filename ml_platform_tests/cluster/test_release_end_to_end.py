@@ -85,6 +85,15 @@ def _failure(event: dg.DagsterEvent) -> str:
     return message if error is None else f"{message}\n{error.to_string()[-3000:]}"
 
 
+def _runs(instance: dg.DagsterInstance) -> list[str]:
+    """Every run of the instance, oldest first: its job, status and what launched it."""
+    keep = ("dagster/sensor_name", "dagster/schedule_name", "dagster/asset_partition_range_start",
+            "dagster/asset_partition_range_end", "dagster/parent_run_id", "ml_platform/trigger")
+    return [f"run {r.run_id[:8]} {r.job_name} {r.status.value} "
+            f"{ {k: v for k, v in r.tags.items() if k in keep} }"
+            for r in reversed(instance.get_runs())]
+
+
 def test_landed_days_reach_production_through_the_daemon_and_a_gpu_pod(
         api: kubernetes.client.CoreV1Api, release: Release) -> None:
     ns = release.namespace
@@ -99,7 +108,8 @@ def test_landed_days_reach_production_through_the_daemon_and_a_gpu_pod(
     print(f"landing to a finished run on the cluster: {time.monotonic() - started:.0f}s")
     failures = [_failure(e.dagster_event) for e in logs
                 if e.dagster_event and e.dagster_event.is_failure]
-    assert run.status == dg.DagsterRunStatus.SUCCESS, "\n".join(failures) or pods.dump(api)
+    assert run.status == dg.DagsterRunStatus.SUCCESS, \
+        "\n".join([*failures, *_runs(instance)]) or pods.dump(api)
 
     # The run executed in a run-worker pod (K8sRunLauncher), which launched the training pod.
     run_pods = pods.with_label("dagster/run-id", run.run_id)
