@@ -279,10 +279,11 @@ def test_every_flag_the_chart_passes_exists_in_the_pinned_clis(tmp_path: Path) -
 
 
 def test_dockerfile_pins_torch_and_runs_non_root() -> None:
-    """The image the chart runs: the repo installed editable with torch pinned, user 10001 (the
-    chart's runAsUser)."""
+    """The image the chart runs: torch pinned, exactly the runtime lock, the repo installed
+    editable without resolving anything more, user 10001 (the chart's runAsUser)."""
     text = (CHART.parents[1] / "Dockerfile").read_text()
-    assert '"torch==2.13.0"' in text and "pip install -e ." in text
+    assert '"torch==2.13.0"' in text and "pip install -r runtime.lock" in text
+    assert "pip install --no-deps -e ." in text
     (user,) = re.findall(r"^USER (.+)$", text, re.M)
     assert user.split(":")[0] == "10001"
     values = yaml.safe_load((CHART / "values.yaml").read_text())
