@@ -12,13 +12,16 @@ import kubernetes
 
 
 class PodWatch:
-    """`with PodWatch(api, ns) as pods:` polls the namespace's pods twice a second for the block;
-    `pods.seen` maps each name to the last state read."""
+    """`with PodWatch(api, ns) as pods:` polls the namespace's pods twice a second (or every
+    `interval` s) for the block; `pods.seen` maps each name to the last state read, and
+    `pods.terminated` to its first container's terminated state, kept from when it was first
+    read (a step deletes a finished pod a second later)."""
 
     def __init__(self, api: kubernetes.client.CoreV1Api, namespace: str, interval: float = 0.5):
         self.api, self.namespace, self.interval = api, namespace, interval
         self.seen: dict[str, Any] = {}
         self.running_at: dict[str, float] = {}
+        self.terminated: dict[str, Any] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
@@ -42,6 +45,9 @@ class PodWatch:
                 self.seen[pod.metadata.name] = pod
                 if pod.status.phase == "Running":
                     self.running_at.setdefault(pod.metadata.name, time.time())
+                statuses = pod.status.container_statuses or []
+                if statuses and statuses[0].state.terminated is not None:
+                    self.terminated.setdefault(pod.metadata.name, statuses[0].state.terminated)
 
     def with_label(self, key: str, value: str) -> list[Any]:
         return [p for p in self.seen.values() if (p.metadata.labels or {}).get(key) == value]

@@ -138,7 +138,7 @@ def test_a_pod_refuses_code_made_for_another_runtime_lock(
     lock = checkout / "ml_platform" / "runtime.lock"
     lock.write_text(lock.read_text() + "# a dependency changed since the image was built\n")
     expected = code_package.lock_hash(checkout / "ml_platform")
-    with PodWatch(api, release.namespace) as pods:
+    with PodWatch(api, release.namespace, interval=0.1) as pods:  # the pod lives a second
         done = _run(laptop, *MATERIALIZE, cwd=checkout, ok=False)
     assert done.returncode != 0, done.stdout + done.stderr
     training = pods.with_label("app.kubernetes.io/component", "training")
@@ -153,7 +153,7 @@ def test_a_pod_refuses_code_made_for_another_runtime_lock(
     (failure,) = failures
     print(f"the step's error: {failure.strip()}")
     assert REFUSED in failure and code_package.lock_hash() in failure and expected in failure
-    terminated = training[0].status.container_statuses[0].state.terminated
+    terminated = pods.terminated[training[0].metadata.name]
     assert terminated.exit_code == 3 and terminated.message.startswith(REFUSED)
     production = json.loads(_run(laptop, "ml_platform.cli", "lineage", SPEC.name, "--json").stdout)
     assert production["version"] == "1"  # nothing registered from the refused run
